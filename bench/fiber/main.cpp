@@ -1,0 +1,567 @@
+// gorobench_fiber: the Boost.Fiber side of goro's side-by-side benchmark.
+//
+// Usage: gorobench_fiber <workload> <workers> [n]
+//
+// Runs one workload on <workers> threads scheduled by
+// boost::fibers::algo::work_stealing and prints exactly one line to stdout:
+// "<workload> <value> <unit>". The optional n overrides the workload's size.
+// The workloads mirror bench/go/main.go and bench/peer/goro_peer.cpp one for
+// one; keep the three in step.
+//
+// Peer configuration (see bench/README.md for the reasoning):
+//  * every fiber gets a 16 KiB boost::fibers::fixedsize_stack (malloc'd, no
+//    guard page). protected_fixedsize_stack needs one mmap + guard page per
+//    fiber, which 1M live fibers cannot have under vm.max_map_count = 65530;
+//    pooled_fixedsize_stack is not thread-safe, and with work stealing a
+//    fiber may end (and free its stack) on another thread.
+//  * glibc is told to keep freed memory (M_TRIM_THRESHOLD 1 GiB): by default
+//    it hands the freed stacks of a finished batch back to the kernel and the
+//    next batch page-faults them in again, which made spawn_join and
+//    waitgroup 5-15x slower on the test VM. Go and goro both reuse stacks.
+//  * boost::fibers::buffered_channel needs a power-of-two capacity and holds
+//    capacity - 1 items. Go's capacity 1024 becomes 1024 (1023 usable),
+//    100 becomes 128 (127 usable), 1 becomes 2 (1 usable), 10 becomes 16.
+//  * Boost.Fiber has neither WaitGroup, select nor context: WaitGroup is a
+//    mutex + condition_variable + counter, select is a randomised try_pop
+//    polling loop, and a context is a mutex + condition_variable + flag with
+//    a list of children (below).
+//
+// Build: g++ -O2 -std=c++20 main.cpp -lboost_fiber -lboost_context -pthread
+#include <boost/fiber/all.hpp>
+#include <malloc.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace bf = boost::fibers;
+
+namespace {
+
+// Fixed parameters that the optional n does not change (same as the Go side).
+constexpr int kSpawnJoinRounds = 10;
+constexpr std::int64_t kMutexIncrements = 1000;
+constexpr int kWaitgroupRounds = 100;
+constexpr int kCtxCancelRounds = 10;
+constexpr std::size_t kBufferedCapacity = 1024;  // Go: 1024
+constexpr std::size_t kPoolCapacity = 128;       // Go: 100 (power of two needed)
+constexpr std::size_t kSelectCapacity = 2;       // Go: 1 (one usable slot)
+constexpr std::size_t kSkynetCapacity = 16;      // Go: 10 (never full)
+constexpr int kPoolWorkers = 4;
+constexpr std::int64_t kSkynetFanout = 10;
+constexpr std::size_t kStackSize = 16 * 1024;
+
+using Clock = std::chrono::steady_clock;
+using Status = bf::channel_op_status;
+
+[[noreturn]] void fail(const std::string& msg) {
+  std::fprintf(stderr, "gorobench_fiber: verification failed: %s\n", msg.c_str());
+  std::fflush(stderr);
+  std::_Exit(1);  // other threads are still inside the scheduler
+}
+
+// Starts a detached fiber on a small malloc'd stack.
+template <class F>
+void spawn(F&& f) {
+  bf::fiber(std::allocator_arg, bf::fixedsize_stack(kStackSize), std::forward<F>(f)).detach();
+}
+
+double per_op(Clock::time_point start, std::int64_t ops) {
+  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()) /
+         static_cast<double>(ops);
+}
+
+// Go's sync.WaitGroup for fibers. done() notifies while holding the mutex,
+// so the waiter cannot return (and destroy the group) before done() is over.
+class WaitGroup {
+ public:
+  void add(std::int64_t delta) {
+    std::lock_guard<bf::mutex> lk(m_);
+    count_ += delta;
+    if (count_ == 0) cv_.notify_all();
+  }
+  void done() { add(-1); }
+  void wait() {
+    std::unique_lock<bf::mutex> lk(m_);
+    cv_.wait(lk, [this] { return count_ == 0; });
+  }
+
+ private:
+  bf::mutex m_;
+  bf::condition_variable cv_;
+  std::int64_t count_ = 0;
+};
+
+// A minimal emulation of Go's context.WithCancel: each context has its own
+// "done" condition (mutex + condition_variable + flag) and registers with its
+// parent, and cancelling a context cancels its children, as Go does.
+class CancelCtx {
+ public:
+  CancelCtx() = default;
+  explicit CancelCtx(CancelCtx& parent) {
+    std::unique_lock<bf::mutex> lk(parent.m_);
+    if (parent.done_) {
+      lk.unlock();
+      cancel();
+    } else {
+      parent.children_.push_back(this);
+    }
+  }
+  CancelCtx(const CancelCtx&) = delete;
+  CancelCtx& operator=(const CancelCtx&) = delete;
+
+  // Idempotent; wakes every waiter and cancels the children.
+  void cancel() {
+    std::vector<CancelCtx*> children;
+    {
+      std::lock_guard<bf::mutex> lk(m_);
+      if (done_) return;
+      done_ = true;
+      children.swap(children_);
+      cv_.notify_all();
+    }
+    for (CancelCtx* c : children) c->cancel();
+  }
+  // Blocks until cancelled (Go's <-ctx.Done()).
+  void wait_done() {
+    std::unique_lock<bf::mutex> lk(m_);
+    cv_.wait(lk, [this] { return done_; });
+  }
+  bool canceled() {
+    std::lock_guard<bf::mutex> lk(m_);
+    return done_;
+  }
+
+ private:
+  bf::mutex m_;
+  bf::condition_variable cv_;
+  bool done_ = false;
+  std::vector<CancelCtx*> children_;
+};
+
+// spawn_join: 10 rounds of: n fibers each add their index to their own
+// slot; join all.
+double spawn_join(std::int64_t n) {
+  std::vector<std::int64_t> slots(static_cast<std::size_t>(n));
+  WaitGroup wg;
+  auto start = Clock::now();
+  for (int r = 0; r < kSpawnJoinRounds; ++r) {
+    wg.add(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      spawn([&slots, &wg, i] {
+        slots[static_cast<std::size_t>(i)] += i;
+        wg.done();
+      });
+    }
+    wg.wait();
+  }
+  double elapsed = per_op(start, n * kSpawnJoinRounds);
+  std::int64_t sum = 0;
+  for (auto v : slots) sum += v;
+  if (sum != kSpawnJoinRounds * n * (n - 1) / 2) fail("spawn_join sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// pingpong: main sends i on ping, a partner fiber echoes it on pong.
+double pingpong(std::int64_t n) {
+  bf::unbuffered_channel<std::int64_t> ping, pong;
+  auto start = Clock::now();
+  spawn([&] {
+    std::int64_t v;
+    while (ping.pop(v) == Status::success) pong.push(v);
+  });
+  std::int64_t sum = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    ping.push(i);
+    sum += pong.value_pop();
+  }
+  ping.close();
+  double elapsed = per_op(start, n);
+  if (sum != n * (n - 1) / 2) fail("pingpong sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// buffered_1p1c: one producer fills a capacity-1024 channel with 0..n-1 and
+// closes it; main drains it.
+double buffered_1p1c(std::int64_t n) {
+  bf::buffered_channel<std::int64_t> ch(kBufferedCapacity);
+  auto start = Clock::now();
+  spawn([&] {
+    for (std::int64_t i = 0; i < n; ++i) ch.push(i);
+    ch.close();
+  });
+  std::int64_t sum = 0, v;
+  while (ch.pop(v) == Status::success) sum += v;
+  double elapsed = per_op(start, n);
+  if (sum != n * (n - 1) / 2) fail("buffered_1p1c sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// buffered_4p4c: 4 producers x n/4 items, 4 consumers, one channel, closed
+// once every producer is done.
+double buffered_4p4c(std::int64_t n) {
+  constexpr int kProducers = 4, kConsumers = 4;
+  bf::buffered_channel<std::int64_t> ch(kBufferedCapacity);
+  std::int64_t sums[kConsumers] = {};
+  WaitGroup prod, cons;
+  const std::int64_t per = n / kProducers;
+  auto start = Clock::now();
+  prod.add(kProducers);
+  for (std::int64_t p = 0; p < kProducers; ++p) {
+    spawn([&, p] {
+      for (std::int64_t i = p * per; i < (p + 1) * per; ++i) ch.push(i);
+      prod.done();
+    });
+  }
+  cons.add(kConsumers);
+  for (int c = 0; c < kConsumers; ++c) {
+    spawn([&, c] {
+      std::int64_t s = 0, v;
+      while (ch.pop(v) == Status::success) s += v;
+      sums[c] = s;
+      cons.done();
+    });
+  }
+  prod.wait();
+  ch.close();
+  cons.wait();
+  double elapsed = per_op(start, n);
+  std::int64_t sum = 0;
+  for (auto s : sums) sum += s;
+  if (sum != n * (n - 1) / 2) fail("buffered_4p4c sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// select4: four one-slot channels each hold a token (its own index); main
+// "selects" n times and puts the token back. Boost.Fiber has no select, so
+// this is the usual emulation: try_pop the channels starting at a random
+// one, yield and retry if none was ready (never happens here).
+double select4(std::int64_t n) {
+  std::vector<std::unique_ptr<bf::buffered_channel<int>>> chs;
+  for (int i = 0; i < 4; ++i) {
+    chs.push_back(std::make_unique<bf::buffered_channel<int>>(kSelectCapacity));
+    chs.back()->push(i);
+  }
+  std::int64_t counts[4] = {};
+  std::int64_t bad = 0;
+  std::uint32_t rng = 0x9e3779b9u;  // xorshift32
+  auto start = Clock::now();
+  for (std::int64_t k = 0; k < n; ++k) {
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    const unsigned first = rng & 3u;
+    for (;;) {
+      bool got = false;
+      for (unsigned j = 0; j < 4 && !got; ++j) {
+        const unsigned idx = (first + j) & 3u;
+        int v;
+        if (chs[idx]->try_pop(v) == Status::success) {
+          if (v != static_cast<int>(idx)) ++bad;
+          ++counts[idx];
+          chs[idx]->push(v);
+          got = true;
+        }
+      }
+      if (got) break;
+      boost::this_fiber::yield();
+    }
+  }
+  double elapsed = per_op(start, n);
+  const std::int64_t total = counts[0] + counts[1] + counts[2] + counts[3];
+  if (bad != 0 || total != n) fail("select4 total " + std::to_string(total) + ", bad " + std::to_string(bad));
+  if (n >= 1000) {
+    for (int i = 0; i < 4; ++i) {
+      if (counts[i] == 0) fail("select4 never chose channel " + std::to_string(i));
+    }
+  }
+  return elapsed;
+}
+
+// mutex: n fibers x 1000 increments of one counter under a fiber mutex.
+double mutex(std::int64_t n) {
+  bf::mutex mu;
+  std::int64_t counter = 0;
+  WaitGroup wg;
+  auto start = Clock::now();
+  wg.add(n);
+  for (std::int64_t f = 0; f < n; ++f) {
+    spawn([&] {
+      for (std::int64_t i = 0; i < kMutexIncrements; ++i) {
+        std::lock_guard<bf::mutex> lk(mu);
+        ++counter;
+      }
+      wg.done();
+    });
+  }
+  wg.wait();
+  double elapsed = per_op(start, n * kMutexIncrements);
+  if (counter != n * kMutexIncrements) fail("mutex counter " + std::to_string(counter));
+  return elapsed;
+}
+
+// worker_pool: sender fiber -> jobs (cap 100, here 128) -> 4 workers ->
+// results (cap 100, here 128) -> main; results closed after the workers.
+double worker_pool(std::int64_t n) {
+  bf::buffered_channel<std::int64_t> jobs(kPoolCapacity), results(kPoolCapacity);
+  WaitGroup wg;
+  auto start = Clock::now();
+  spawn([&] {
+    for (std::int64_t i = 0; i < n; ++i) jobs.push(i);
+    jobs.close();
+  });
+  wg.add(kPoolWorkers);
+  for (int w = 0; w < kPoolWorkers; ++w) {
+    spawn([&] {
+      std::int64_t j;
+      while (jobs.pop(j) == Status::success) results.push(j * 2);
+      wg.done();
+    });
+  }
+  spawn([&] {
+    wg.wait();
+    results.close();
+  });
+  std::int64_t sum = 0, count = 0, r;
+  while (results.pop(r) == Status::success) {
+    sum += r;
+    ++count;
+  }
+  double elapsed = per_op(start, n);
+  if (count != n || sum != n * (n - 1)) fail("worker_pool count " + std::to_string(count) + " sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// waitgroup: 100 rounds of n fibers that mark their slot and call done().
+double waitgroup(std::int64_t n) {
+  std::vector<std::int32_t> slots(static_cast<std::size_t>(n));
+  WaitGroup wg;
+  auto start = Clock::now();
+  for (int r = 0; r < kWaitgroupRounds; ++r) {
+    wg.add(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      spawn([&slots, &wg, i] {
+        ++slots[static_cast<std::size_t>(i)];
+        wg.done();
+      });
+    }
+    wg.wait();
+  }
+  double elapsed = per_op(start, n * kWaitgroupRounds);
+  for (auto v : slots) {
+    if (v != kWaitgroupRounds) fail("waitgroup slot ran " + std::to_string(v) + " times");
+  }
+  return elapsed;
+}
+
+// ctx_cancel: 10 rounds of n child contexts of one cancellable parent, each
+// watched by a fiber blocked until it is cancelled; cancel the parent once
+// every watcher is running, wait until all saw it. CancelCtx emulates Go's
+// context (Boost.Fiber has none).
+double ctx_cancel(std::int64_t n) {
+  std::vector<std::int32_t> seen(static_cast<std::size_t>(n));
+  WaitGroup ready, finished;
+  auto start = Clock::now();
+  for (int r = 0; r < kCtxCancelRounds; ++r) {
+    auto parent = std::make_unique<CancelCtx>();
+    std::vector<std::unique_ptr<CancelCtx>> children;
+    children.reserve(static_cast<std::size_t>(n));
+    ready.add(n);
+    finished.add(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      children.push_back(std::make_unique<CancelCtx>(*parent));
+      CancelCtx* ctx = children.back().get();
+      spawn([&seen, &ready, &finished, ctx, i] {
+        ready.done();
+        ctx->wait_done();
+        if (ctx->canceled()) ++seen[static_cast<std::size_t>(i)];
+        finished.done();
+      });
+    }
+    ready.wait();
+    parent->cancel();
+    finished.wait();
+    for (auto& c : children) c->cancel();  // already cancelled: a no-op, as in Go
+  }
+  double elapsed = per_op(start, n * kCtxCancelRounds);
+  for (auto v : seen) {
+    if (v != kCtxCancelRounds) fail("ctx_cancel watcher saw " + std::to_string(v) + " cancellations");
+  }
+  return elapsed;
+}
+
+// Resident set size in bytes, from /proc/self/statm.
+std::int64_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  long long size = 0, resident = 0;
+  if (f == nullptr || std::fscanf(f, "%lld %lld", &size, &resident) != 2) {
+    std::fprintf(stderr, "gorobench_fiber: cannot read /proc/self/statm\n");
+    std::_Exit(1);
+  }
+  std::fclose(f);
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// parked_memory: n fibers signal that they started, then block on one
+// channel; RSS growth / n once all are blocked. Closing releases them all.
+double parked_memory(std::int64_t n) {
+  bf::unbuffered_channel<int> release;
+  WaitGroup started, finished;
+  std::atomic<std::int64_t> woke{0};
+  const std::int64_t before = resident_bytes();
+  started.add(n);
+  finished.add(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    spawn([&] {
+      started.done();
+      int v;
+      release.pop(v);  // returns channel_op_status::closed once released
+      woke.fetch_add(1, std::memory_order_relaxed);
+      finished.done();
+    });
+  }
+  started.wait();
+  const std::int64_t after = resident_bytes();
+  release.close();
+  finished.wait();
+  if (woke.load() != n) fail("parked_memory woke " + std::to_string(woke.load()));
+  return static_cast<double>(after - before) / static_cast<double>(n);
+}
+
+using SkynetChan = bf::buffered_channel<std::int64_t>;
+
+// Sends the sum of leaf ids num..num+size-1 on c; inner nodes spawn 10
+// children that answer on a channel that is never full. The channel is shared
+// so no child can outlive it.
+void skynet_node(const std::shared_ptr<SkynetChan>& c, std::int64_t num, std::int64_t size) {
+  if (size == 1) {
+    c->push(num);
+    return;
+  }
+  auto rc = std::make_shared<SkynetChan>(kSkynetCapacity);
+  const std::int64_t sub = size / kSkynetFanout;
+  for (std::int64_t i = 0; i < kSkynetFanout; ++i) {
+    spawn([rc, num, sub, i] { skynet_node(rc, num + i * sub, sub); });
+  }
+  std::int64_t sum = 0;
+  for (std::int64_t i = 0; i < kSkynetFanout; ++i) sum += rc->value_pop();
+  c->push(sum);
+}
+
+// skynet: n leaves (a power of 10); per fiber spawned ((10n-1)/9 in all).
+double skynet(std::int64_t n) {
+  const std::int64_t fibers = (kSkynetFanout * n - 1) / (kSkynetFanout - 1);
+  auto c = std::make_shared<SkynetChan>(2);
+  auto start = Clock::now();
+  spawn([c, n] { skynet_node(c, 0, n); });
+  const std::int64_t sum = c->value_pop();
+  double elapsed = per_op(start, fibers);
+  if (sum != n * (n - 1) / 2) fail("skynet sum " + std::to_string(sum));
+  return elapsed;
+}
+
+bool is_power_of_fanout(std::int64_t n) {
+  while (n > 1 && n % kSkynetFanout == 0) n /= kSkynetFanout;
+  return n == 1;
+}
+
+struct Workload {
+  const char* name;
+  std::int64_t default_n;
+  const char* unit;
+  double (*run)(std::int64_t);
+  bool (*valid)(std::int64_t);  // nullptr: any n >= 1
+};
+
+const Workload kWorkloads[] = {
+    {"spawn_join", 100'000, "ns/op", spawn_join, nullptr},
+    {"pingpong", 200'000, "ns/op", pingpong, nullptr},
+    {"buffered_1p1c", 2'000'000, "ns/op", buffered_1p1c, nullptr},
+    {"buffered_4p4c", 2'000'000, "ns/op", buffered_4p4c, [](std::int64_t n) { return n % 4 == 0; }},
+    {"select4", 1'000'000, "ns/op", select4, nullptr},
+    {"mutex", 1000, "ns/op", mutex, nullptr},
+    {"worker_pool", 2'000'000, "ns/op", worker_pool, nullptr},
+    {"waitgroup", 1000, "ns/op", waitgroup, nullptr},
+    {"ctx_cancel", 10'000, "ns/op", ctx_cancel, nullptr},
+    {"parked_memory", 100'000, "bytes/fiber", parked_memory, nullptr},
+    {"skynet", 1'000'000, "ns/op", skynet, is_power_of_fanout},
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+  std::fprintf(stderr, "gorobench_fiber: %s\nusage: gorobench_fiber <workload> <workers> [n]\nworkloads:", msg.c_str());
+  for (const auto& w : kWorkloads) std::fprintf(stderr, " %s", w.name);
+  std::fprintf(stderr, "\n");
+  std::exit(2);
+}
+
+// Parses a positive integer or returns -1.
+std::int64_t parse_positive(const char* s) {
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < 1) return -1;
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3 && argc != 4) usage("wrong number of arguments");
+  const Workload* w = nullptr;
+  for (const auto& cand : kWorkloads) {
+    if (std::strcmp(cand.name, argv[1]) == 0) w = &cand;
+  }
+  if (w == nullptr) usage(std::string("unknown workload \"") + argv[1] + "\"");
+  const std::int64_t workers = parse_positive(argv[2]);
+  if (workers < 1 || workers > 4096) usage("workers must be a positive integer");
+  std::int64_t n = w->default_n;
+  if (argc == 4) {
+    n = parse_positive(argv[3]);
+    if (n < 1 || (w->valid != nullptr && !w->valid(n))) usage(std::string("invalid size for ") + w->name);
+  }
+
+  // Keep freed fiber stacks in the heap for reuse (see the header comment).
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+
+  // The standard Boost.Fiber work-stealing setup: every thread installs the
+  // algorithm (its constructor waits until all <workers> threads did), the
+  // extra threads then park their main fiber on a condition and run other
+  // fibers until main says it is done.
+  const auto thread_count = static_cast<std::uint32_t>(workers);
+  bf::mutex done_mtx;
+  bf::condition_variable done_cv;
+  bool finished = false;
+  std::vector<std::thread> threads;
+  for (std::uint32_t i = 1; i < thread_count; ++i) {
+    threads.emplace_back([&] {
+      bf::use_scheduling_algorithm<bf::algo::work_stealing>(thread_count);
+      std::unique_lock<bf::mutex> lk(done_mtx);
+      done_cv.wait(lk, [&] { return finished; });
+    });
+  }
+  bf::use_scheduling_algorithm<bf::algo::work_stealing>(thread_count);
+
+  const double value = w->run(n);
+
+  {
+    std::lock_guard<bf::mutex> lk(done_mtx);
+    finished = true;
+  }
+  done_cv.notify_all();
+  for (auto& t : threads) t.join();
+
+  std::printf("%s %.2f %s\n", w->name, value, w->unit);
+  return 0;
+}

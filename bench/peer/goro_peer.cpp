@@ -1,0 +1,434 @@
+// gorobench_goro: the goro side of goro's side-by-side benchmark.
+//
+// Usage: gorobench_goro <workload> <workers> [n]
+//
+// Runs one workload under goro::run with Options::workers = <workers> and
+// prints exactly one line to stdout: "<workload> <value> <unit>". The
+// optional n overrides the workload's size. The workloads mirror
+// bench/go/main.go line for line (same channel capacities, same fiber
+// structure, same checks); bench/fiber/main.cpp is the Boost.Fiber twin.
+// Written against the public API in SPEC.md only.
+//
+// A failed check throws out of goro::run; main prints it and exits 1.
+//
+// Build (from the repository root):
+//   g++ -O2 -std=c++20 -Iinclude bench/peer/goro_peer.cpp -lboost_context -pthread
+#include <goro/goro.hpp>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+// Fixed parameters that the optional n does not change (same as the Go side).
+constexpr int kSpawnJoinRounds = 10;
+constexpr std::int64_t kMutexIncrements = 1000;
+constexpr int kWaitgroupRounds = 100;
+constexpr int kCtxCancelRounds = 10;
+constexpr std::size_t kBufferedCapacity = 1024;
+constexpr std::size_t kPoolCapacity = 100;
+constexpr std::size_t kSelectCapacity = 1;
+constexpr int kPoolWorkers = 4;
+constexpr std::int64_t kSkynetFanout = 10;
+
+using Clock = std::chrono::steady_clock;
+using I64Chan = goro::Channel<std::int64_t>;
+
+struct VerificationError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fail(const std::string& msg) { throw VerificationError("verification failed: " + msg); }
+
+double per_op(Clock::time_point start, std::int64_t ops) {
+  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()) /
+         static_cast<double>(ops);
+}
+
+// spawn_join: 10 rounds of: n fibers each add their index to their own
+// slot; join all.
+double spawn_join(std::int64_t n) {
+  std::vector<std::int64_t> slots(static_cast<std::size_t>(n));
+  goro::WaitGroup wg;
+  auto start = Clock::now();
+  for (int r = 0; r < kSpawnJoinRounds; ++r) {
+    wg.add(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      goro::go([&slots, &wg, i] {
+        slots[static_cast<std::size_t>(i)] += i;
+        wg.done();
+      });
+    }
+    wg.wait();
+  }
+  double elapsed = per_op(start, n * kSpawnJoinRounds);
+  std::int64_t sum = 0;
+  for (auto v : slots) sum += v;
+  if (sum != kSpawnJoinRounds * n * (n - 1) / 2) fail("spawn_join sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// pingpong: main sends i on ping, a partner fiber echoes it on pong. The
+// partner holds its own handles: it may still be finishing after main left.
+double pingpong(std::int64_t n) {
+  I64Chan ping, pong;
+  auto start = Clock::now();
+  goro::go([ping, pong]() mutable {
+    for (std::int64_t v : ping) pong.send(v);
+  });
+  std::int64_t sum = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    ping.send(i);
+    sum += pong.recv().value();
+  }
+  ping.close();
+  double elapsed = per_op(start, n);
+  if (sum != n * (n - 1) / 2) fail("pingpong sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// buffered_1p1c: one producer fills a capacity-1024 channel with 0..n-1 and
+// closes it; main drains it.
+double buffered_1p1c(std::int64_t n) {
+  I64Chan ch(kBufferedCapacity);
+  auto start = Clock::now();
+  goro::go([ch, n]() mutable {
+    for (std::int64_t i = 0; i < n; ++i) ch.send(i);
+    ch.close();
+  });
+  std::int64_t sum = 0;
+  for (std::int64_t v : ch) sum += v;
+  double elapsed = per_op(start, n);
+  if (sum != n * (n - 1) / 2) fail("buffered_1p1c sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// buffered_4p4c: 4 producers x n/4 items, 4 consumers, one capacity-1024
+// channel, closed once every producer is done.
+double buffered_4p4c(std::int64_t n) {
+  constexpr int kProducers = 4, kConsumers = 4;
+  I64Chan ch(kBufferedCapacity);
+  std::array<std::int64_t, kConsumers> sums{};
+  goro::WaitGroup prod, cons;
+  const std::int64_t per = n / kProducers;
+  auto start = Clock::now();
+  prod.add(kProducers);
+  for (std::int64_t p = 0; p < kProducers; ++p) {
+    goro::go([&, p] {
+      for (std::int64_t i = p * per; i < (p + 1) * per; ++i) ch.send(i);
+      prod.done();
+    });
+  }
+  cons.add(kConsumers);
+  for (int c = 0; c < kConsumers; ++c) {
+    goro::go([&, c] {
+      std::int64_t s = 0;
+      for (std::int64_t v : ch) s += v;
+      sums[static_cast<std::size_t>(c)] = s;
+      cons.done();
+    });
+  }
+  prod.wait();
+  ch.close();
+  cons.wait();
+  double elapsed = per_op(start, n);
+  std::int64_t sum = 0;
+  for (auto s : sums) sum += s;
+  if (sum != n * (n - 1) / 2) fail("buffered_4p4c sum " + std::to_string(sum));
+  return elapsed;
+}
+
+// select4: four capacity-1 channels each hold one token (its own index);
+// main selects over all four n times and puts the token it got back into the
+// same channel, so every case is always ready.
+double select4(std::int64_t n) {
+  std::array<goro::Channel<int>, 4> chs{goro::Channel<int>(kSelectCapacity), goro::Channel<int>(kSelectCapacity),
+                                        goro::Channel<int>(kSelectCapacity), goro::Channel<int>(kSelectCapacity)};
+  for (int i = 0; i < 4; ++i) chs[static_cast<std::size_t>(i)].send(i);
+  std::array<std::int64_t, 4> counts{};
+  std::int64_t bad = 0;
+  auto take = [&](std::size_t idx, int v) {
+    if (v != static_cast<int>(idx)) ++bad;
+    ++counts[idx];
+    chs[idx].send(v);  // the slot was just emptied: never blocks
+  };
+  auto start = Clock::now();
+  for (std::int64_t k = 0; k < n; ++k) {
+    goro::select(goro::recv(chs[0], [&](int v) { take(0, v); }),  //
+                 goro::recv(chs[1], [&](int v) { take(1, v); }),  //
+                 goro::recv(chs[2], [&](int v) { take(2, v); }),  //
+                 goro::recv(chs[3], [&](int v) { take(3, v); }));
+  }
+  double elapsed = per_op(start, n);
+  const std::int64_t total = counts[0] + counts[1] + counts[2] + counts[3];
+  if (bad != 0 || total != n) fail("select4 total " + std::to_string(total) + ", bad " + std::to_string(bad));
+  if (n >= 1000) {
+    for (std::size_t i = 0; i < 4; ++i) {
+      if (counts[i] == 0) fail("select4 never chose channel " + std::to_string(i));
+    }
+  }
+  return elapsed;
+}
+
+// mutex: n fibers x 1000 increments of one counter under goro::Mutex.
+double mutex(std::int64_t n) {
+  goro::Mutex mu;
+  std::int64_t counter = 0;
+  goro::WaitGroup wg;
+  auto start = Clock::now();
+  wg.add(n);
+  for (std::int64_t f = 0; f < n; ++f) {
+    goro::go([&] {
+      for (std::int64_t i = 0; i < kMutexIncrements; ++i) {
+        std::lock_guard<goro::Mutex> lk(mu);
+        ++counter;
+      }
+      wg.done();
+    });
+  }
+  wg.wait();
+  double elapsed = per_op(start, n * kMutexIncrements);
+  if (counter != n * kMutexIncrements) fail("mutex counter " + std::to_string(counter));
+  return elapsed;
+}
+
+// worker_pool: sender fiber -> jobs (cap 100) -> 4 workers -> results
+// (cap 100) -> main; results is closed once every worker is done.
+double worker_pool(std::int64_t n) {
+  I64Chan jobs(kPoolCapacity), results(kPoolCapacity);
+  goro::WaitGroup wg;
+  auto start = Clock::now();
+  goro::go([jobs, n]() mutable {
+    for (std::int64_t i = 0; i < n; ++i) jobs.send(i);
+    jobs.close();
+  });
+  wg.add(kPoolWorkers);
+  for (int w = 0; w < kPoolWorkers; ++w) {
+    goro::go([jobs, results, &wg]() mutable {
+      for (std::int64_t j : jobs) results.send(j * 2);
+      wg.done();
+    });
+  }
+  goro::go([results, &wg]() mutable {
+    wg.wait();
+    results.close();
+  });
+  std::int64_t sum = 0, count = 0;
+  for (std::int64_t r : results) {
+    sum += r;
+    ++count;
+  }
+  double elapsed = per_op(start, n);
+  if (count != n || sum != n * (n - 1)) {
+    fail("worker_pool count " + std::to_string(count) + " sum " + std::to_string(sum));
+  }
+  return elapsed;
+}
+
+// waitgroup: 100 rounds of n fibers that mark their slot and call done().
+double waitgroup(std::int64_t n) {
+  std::vector<std::int32_t> slots(static_cast<std::size_t>(n));
+  goro::WaitGroup wg;
+  auto start = Clock::now();
+  for (int r = 0; r < kWaitgroupRounds; ++r) {
+    wg.add(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      goro::go([&slots, &wg, i] {
+        ++slots[static_cast<std::size_t>(i)];
+        wg.done();
+      });
+    }
+    wg.wait();
+  }
+  double elapsed = per_op(start, n * kWaitgroupRounds);
+  for (auto v : slots) {
+    if (v != kWaitgroupRounds) fail("waitgroup slot ran " + std::to_string(v) + " times");
+  }
+  return elapsed;
+}
+
+// ctx_cancel: 10 rounds of n child contexts of one cancellable parent, each
+// watched by a fiber blocked on ctx.done(); cancel the parent once every
+// watcher is running, wait until all saw it.
+double ctx_cancel(std::int64_t n) {
+  std::vector<std::int32_t> seen(static_cast<std::size_t>(n));
+  std::vector<goro::CancelFunc> cancels;
+  cancels.reserve(static_cast<std::size_t>(n));
+  goro::WaitGroup ready, finished;
+  auto start = Clock::now();
+  for (int r = 0; r < kCtxCancelRounds; ++r) {
+    auto parent = goro::with_cancel(goro::background());
+    ready.add(n);
+    finished.add(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      auto child = goro::with_cancel(parent.first);
+      cancels.push_back(child.second);
+      goro::go([&seen, &ready, &finished, ctx = child.first, i] {
+        ready.done();
+        (void)ctx.done().recv();
+        if (ctx.err() == goro::errc::canceled) ++seen[static_cast<std::size_t>(i)];
+        finished.done();
+      });
+    }
+    ready.wait();
+    parent.second();
+    finished.wait();
+    for (auto& cancel : cancels) cancel();  // already cancelled through the parent: a no-op
+    cancels.clear();
+  }
+  double elapsed = per_op(start, n * kCtxCancelRounds);
+  for (auto v : seen) {
+    if (v != kCtxCancelRounds) fail("ctx_cancel watcher saw " + std::to_string(v) + " cancellations");
+  }
+  return elapsed;
+}
+
+// Resident set size in bytes, from /proc/self/statm.
+std::int64_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  long long size = 0, resident = 0;
+  const bool ok = f != nullptr && std::fscanf(f, "%lld %lld", &size, &resident) == 2;
+  if (f != nullptr) std::fclose(f);
+  if (!ok) throw std::runtime_error("cannot read /proc/self/statm");
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// parked_memory: n fibers signal that they started, then block on one
+// channel; RSS growth / n once all are blocked. Closing releases them all.
+double parked_memory(std::int64_t n) {
+  goro::Channel<goro::Unit> release;
+  goro::WaitGroup started, finished;
+  std::atomic<std::int64_t> woke{0};
+  const std::int64_t before = resident_bytes();
+  started.add(n);
+  finished.add(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    goro::go([&] {
+      started.done();
+      (void)release.recv();  // std::nullopt once closed
+      woke.fetch_add(1, std::memory_order_relaxed);
+      finished.done();
+    });
+  }
+  started.wait();
+  const std::int64_t after = resident_bytes();
+  release.close();
+  finished.wait();
+  if (woke.load() != n) fail("parked_memory woke " + std::to_string(woke.load()));
+  return static_cast<double>(after - before) / static_cast<double>(n);
+}
+
+// Sends the sum of leaf ids num..num+size-1 on c: a leaf sends its own id,
+// an inner node spawns 10 children that answer on a channel of capacity 10
+// (so no child ever blocks on its send) and sums their answers. Children hold
+// their own handle to rc.
+void skynet_node(I64Chan c, std::int64_t num, std::int64_t size) {
+  if (size == 1) {
+    c.send(num);
+    return;
+  }
+  I64Chan rc(static_cast<std::size_t>(kSkynetFanout));
+  const std::int64_t sub = size / kSkynetFanout;
+  for (std::int64_t i = 0; i < kSkynetFanout; ++i) {
+    goro::go([rc, num, sub, i] { skynet_node(rc, num + i * sub, sub); });
+  }
+  std::int64_t sum = 0;
+  for (std::int64_t i = 0; i < kSkynetFanout; ++i) sum += rc.recv().value();
+  c.send(sum);
+}
+
+// skynet: n leaves (a power of 10); per fiber spawned ((10n-1)/9 in all).
+double skynet(std::int64_t n) {
+  const std::int64_t fibers = (kSkynetFanout * n - 1) / (kSkynetFanout - 1);
+  I64Chan c(1);
+  auto start = Clock::now();
+  goro::go([c, n] { skynet_node(c, 0, n); });
+  const std::int64_t sum = c.recv().value();
+  double elapsed = per_op(start, fibers);
+  if (sum != n * (n - 1) / 2) fail("skynet sum " + std::to_string(sum));
+  return elapsed;
+}
+
+bool is_power_of_fanout(std::int64_t n) {
+  while (n > 1 && n % kSkynetFanout == 0) n /= kSkynetFanout;
+  return n == 1;
+}
+
+struct Workload {
+  const char* name;
+  std::int64_t default_n;
+  const char* unit;
+  double (*run)(std::int64_t);
+  bool (*valid)(std::int64_t);  // nullptr: any n >= 1
+};
+
+const Workload kWorkloads[] = {
+    {"spawn_join", 100'000, "ns/op", spawn_join, nullptr},
+    {"pingpong", 200'000, "ns/op", pingpong, nullptr},
+    {"buffered_1p1c", 2'000'000, "ns/op", buffered_1p1c, nullptr},
+    {"buffered_4p4c", 2'000'000, "ns/op", buffered_4p4c, [](std::int64_t n) { return n % 4 == 0; }},
+    {"select4", 1'000'000, "ns/op", select4, nullptr},
+    {"mutex", 1000, "ns/op", mutex, nullptr},
+    {"worker_pool", 2'000'000, "ns/op", worker_pool, nullptr},
+    {"waitgroup", 1000, "ns/op", waitgroup, nullptr},
+    {"ctx_cancel", 10'000, "ns/op", ctx_cancel, nullptr},
+    {"parked_memory", 100'000, "bytes/fiber", parked_memory, nullptr},
+    {"skynet", 1'000'000, "ns/op", skynet, is_power_of_fanout},
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+  std::fprintf(stderr, "gorobench_goro: %s\nusage: gorobench_goro <workload> <workers> [n]\nworkloads:", msg.c_str());
+  for (const auto& w : kWorkloads) std::fprintf(stderr, " %s", w.name);
+  std::fprintf(stderr, "\n");
+  std::exit(2);
+}
+
+// Parses a positive integer or returns -1.
+std::int64_t parse_positive(const char* s) {
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < 1) return -1;
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3 && argc != 4) usage("wrong number of arguments");
+  const Workload* w = nullptr;
+  for (const auto& cand : kWorkloads) {
+    if (std::strcmp(cand.name, argv[1]) == 0) w = &cand;
+  }
+  if (w == nullptr) usage(std::string("unknown workload \"") + argv[1] + "\"");
+  const std::int64_t workers = parse_positive(argv[2]);
+  if (workers < 1 || workers > 4096) usage("workers must be a positive integer");
+  std::int64_t n = w->default_n;
+  if (argc == 4) {
+    n = parse_positive(argv[3]);
+    if (n < 1 || (w->valid != nullptr && !w->valid(n))) usage(std::string("invalid size for ") + w->name);
+  }
+
+  double value = 0;
+  try {
+    value = goro::run([w, n] { return w->run(n); }, goro::Options{.workers = static_cast<std::size_t>(workers)});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gorobench_goro: %s: %s\n", w->name, e.what());
+    return 1;
+  }
+  std::printf("%s %.2f %s\n", w->name, value, w->unit);
+  return 0;
+}

@@ -1,0 +1,49 @@
+// Fiber: one goroutine. The control block lives at the top of the fiber's own
+// stack, with the user's callable just below it, so spawning costs no heap
+// allocation and a parked fiber's whole footprint is the stack pages it
+// touched.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "context.hpp"
+#include "parker.hpp"
+#include "stack.hpp"
+
+namespace goro::detail {
+
+// Fiber states for the park/unpark handshake (see Scheduler::park_current):
+//   running  -> parked     by the worker that switched away from it
+//   running  -> notified   by an unparker that came before the switch finished
+//   parked   -> notified   by an unparker, which then enqueues the fiber
+enum class FiberState : std::uint8_t { running, parked, notified };
+
+struct Fiber {
+  explicit Fiber(Stack s, std::uint64_t fiber_id) noexcept : stack(s), id(fiber_id) {}
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+
+  ExecutionContext ctx;
+  Stack stack;
+  Parker parker{this};
+  std::atomic<FiberState> state{FiberState::running};
+  Fiber* next_runnable = nullptr;  // link in GlobalRunQueue
+
+  // Registry links (guarded by the registry shard's lock).
+  Fiber* reg_prev = nullptr;
+  Fiber* reg_next = nullptr;
+  std::uint32_t shard = 0;
+
+  const std::uint64_t id;
+  bool is_main = false;
+
+  // The callable: `invoke` runs it, `destroy` destroys it (it sits at
+  // `callable`, on this stack or, if it is large, on the heap).
+  void* callable = nullptr;
+  void (*invoke)(void* callable) = nullptr;
+  void (*destroy)(void* callable, bool on_heap) noexcept = nullptr;
+  bool callable_on_heap = false;
+};
+
+}  // namespace goro::detail

@@ -1,0 +1,183 @@
+// The parking primitive: goro's counterpart of Go's sudog + gopark/goready.
+// Every blocking call in goro (channels, select, locks, WaitGroup, timers)
+// blocks through a Parker, and every wake-up goes through one. A fiber parks
+// by switching away (its worker runs other fibers); a plain thread parks on a
+// futex. The primitive built on top never needs to know which one it has.
+//
+// Protocol.
+//   1. The blocking side calls `prepare(what)` on its own Parker, which opens a
+//      new wait and returns a Ticket naming it, then publishes the Ticket where
+//      wakers will find it (a channel's wait queue, a timer, a wait list), under
+//      that structure's lock, and calls `park()`.
+//   2. A waker calls `claim(ticket, reason)`. Exactly one claim per wait
+//      succeeds: the token is CASed from (generation, waiting) to (generation,
+//      reason), and a claim with a stale generation fails. The winner adds the
+//      Parker to a WakeList, which unparks it once the waker has released its
+//      locks. Claims usually happen under the lock that guards the queue the
+//      ticket sits in, so a loser (say, a select case that lost to a timeout)
+//      can be skipped and left for its owner to dequeue.
+//   3. `park()` returns the reason once the Parker is unparked. A wait that
+//      ends without parking (a re-check found the resource ready) must still
+//      be closed: the owner claims its own ticket; if that fails, somebody else
+//      won and will unpark, so the owner parks to consume the wake-up.
+//
+// Invariants.
+//   - A Parker has at most one open wait; every open wait is unparked exactly
+//     once, by its one successful claimer.
+//   - A claimed Parker stays alive until it is unparked: its fiber or thread
+//     cannot run past park() before that. So a WakeList may hold Parkers after
+//     the structures they waited on are gone (WaitGroup's destroy-after-wait
+//     rule rests on this).
+//   - When the runtime stops, the unwinder claims every open fiber wait with
+//     WakeReason::unwind, and a fiber that prepares a wait after that claims it
+//     itself; the blocking call then dequeues its ticket and throws FiberUnwind.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include "config.hpp"
+#include "futex.hpp"
+
+namespace goro::detail {
+
+struct Fiber;
+
+enum class WakeReason : std::uint8_t {
+  waiting = 0,   // not claimed yet
+  signaled = 1,  // the awaited event happened
+  timeout = 2,   // the deadline passed first
+  unwind = 3,    // the runtime is stopping: throw FiberUnwind
+};
+
+class Parker {
+ public:
+  struct Ticket {
+    Parker* parker = nullptr;
+    std::uint64_t generation = 0;
+  };
+
+  explicit Parker(Fiber* fiber) noexcept : fiber_(fiber) {}
+  Parker(const Parker&) = delete;
+  Parker& operator=(const Parker&) = delete;
+
+  // current() is the Parker of the calling fiber, or of the calling plain
+  // thread (registered with the deadlock detector on first use).
+  static Parker& current();
+
+  // prepare() opens a new wait; `what` names it in deadlock and leak reports.
+  // Must be called by the Parker's own fiber or thread.
+  Ticket prepare(const char* what) noexcept;
+
+  // claim() closes the wait named by `t` with `reason` and returns true, or
+  // returns false when that wait was already closed. The winner must unpark
+  // the Parker (WakeList::add) after releasing its locks.
+  static bool claim(Ticket t, WakeReason reason) noexcept;
+
+  // park() blocks until the open wait is claimed and this Parker unparked.
+  WakeReason park();
+  // park_until() also claims the wait with WakeReason::timeout at `deadline`
+  // (steady_clock nanoseconds) if nobody claimed it before.
+  WakeReason park_until(std::int64_t deadline_ns);
+
+  // close_own() ends a wait that did not need to park: claims it with
+  // `signaled`, or, if a waker won, parks to consume that wake-up. Returns the
+  // reason the wait ended with.
+  WakeReason close_own(Ticket t);
+
+  // unpark() makes the Parker run again. Only the successful claimer calls it.
+  void unpark() noexcept;
+
+  // open_ticket() returns the open wait, if any (for the unwinder).
+  bool open_ticket(Ticket& out) const noexcept {
+    std::uint64_t tok = token_.load(std::memory_order_seq_cst);
+    if ((tok & 0xff) != 0) return false;
+    out = Ticket{const_cast<Parker*>(this), tok >> 8};
+    return true;
+  }
+  WakeReason last_reason() const noexcept {
+    return static_cast<WakeReason>(token_.load(std::memory_order_acquire) & 0xff);
+  }
+  const char* waiting_on() const noexcept { return what_.load(std::memory_order_relaxed); }
+  Fiber* fiber() const noexcept { return fiber_; }
+
+  Parker* wake_next = nullptr;  // link in a WakeList
+
+ private:
+  WakeReason park_thread(std::int64_t deadline_ns);
+
+  // (generation << 8) | WakeReason. Starts closed (reason "signaled").
+  std::atomic<std::uint64_t> token_{static_cast<std::uint64_t>(WakeReason::signaled)};
+  std::atomic<const char*> what_{nullptr};
+  Fiber* const fiber_;                      // null for a plain thread
+  std::atomic<std::uint32_t> permit_{0};    // plain threads: the futex word
+};
+
+// WakeList collects Parkers claimed under a lock and unparks them when it is
+// flushed or destroyed. Declare it before the lock guard so the wake-ups run
+// after the lock is released. Not thread-safe: one per waker.
+class WakeList {
+ public:
+  WakeList() = default;
+  WakeList(const WakeList&) = delete;
+  WakeList& operator=(const WakeList&) = delete;
+  ~WakeList() { flush(); }
+
+  void add(Parker* p) noexcept {
+    p->wake_next = nullptr;
+    if (tail_) tail_->wake_next = p; else head_ = p;
+    tail_ = p;
+  }
+  // add_if_claimed() claims `t` with `reason` and queues its Parker on success.
+  bool add_if_claimed(Parker::Ticket t, WakeReason reason = WakeReason::signaled) noexcept {
+    if (!Parker::claim(t, reason)) return false;
+    add(t.parker);
+    return true;
+  }
+  void flush() noexcept {
+    Parker* p = head_;
+    head_ = tail_ = nullptr;
+    while (p) {
+      Parker* next = p->wake_next;  // read before unpark: p may be gone after
+      p->unpark();
+      p = next;
+    }
+  }
+  bool empty() const noexcept { return head_ == nullptr; }
+
+ private:
+  Parker* head_ = nullptr;
+  Parker* tail_ = nullptr;
+};
+
+inline std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Deadlock accounting for plain threads (see Runtime::check_deadlock): the
+// number of registered plain threads not blocked in a goro call.
+inline std::atomic<std::int64_t> g_active_threads{0};
+
+inline Parker::Ticket Parker::prepare(const char* what) noexcept {
+  what_.store(what, std::memory_order_relaxed);
+  std::uint64_t gen = (token_.load(std::memory_order_relaxed) >> 8) + 1;
+  token_.store(gen << 8, std::memory_order_seq_cst);
+  return Ticket{this, gen};
+}
+
+inline bool Parker::claim(Ticket t, WakeReason reason) noexcept {
+  std::uint64_t expected = t.generation << 8;
+  return t.parker->token_.compare_exchange_strong(
+      expected, expected | static_cast<std::uint64_t>(reason), std::memory_order_acq_rel,
+      std::memory_order_relaxed);
+}
+
+inline WakeReason Parker::close_own(Ticket t) {
+  if (claim(t, WakeReason::signaled)) return WakeReason::signaled;
+  return park();
+}
+
+}  // namespace goro::detail

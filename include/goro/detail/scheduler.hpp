@@ -1,0 +1,883 @@
+// The M:N work-stealing scheduler, after Go's runtime/proc.go.
+//
+// Shape. N workers (OS threads). Each owns a LocalRunQueue and a `runnext`
+// slot; a GlobalRunQueue takes wake-ups from plain threads and overflow. A
+// fiber that blocks picks the next runnable fiber itself and switches to it
+// directly (one context switch); only when nothing is runnable does it switch
+// to its worker's root context, which spins, steals, and finally sleeps on a
+// futex until it is woken or the next timer is due.
+//
+// runnext. A fiber woken by the running fiber goes to `runnext`, so a
+// producer/consumer pair hands the CPU back and forth without queueing. The
+// slot is bounded: after kRunnextStreak runs in a row from it, the worker
+// pushes it to the back of the queue so the ring is not starved. Pushing to
+// runnext does not wake an idle worker (the fiber will run here within one
+// switch); pushing to the ring or the global queue does.
+//
+// Migration. Started fibers migrate: thieves take them from other workers'
+// rings. goro's thread-local state is reached through GORO_NOINLINE accessors
+// and never held across a switch. User code must treat thread_local variables
+// and thread-affine locks (std::mutex) as not surviving a blocking goro call.
+//
+// Spinning and idling (no lost wake-ups). At most half the busy workers spin
+// looking for work. A worker that stops spinning decrements n_spinning_ and
+// then re-checks every queue; one going idle registers in idle_ (under
+// idle_mutex_) and then re-checks every queue. make_runnable() publishes the
+// fiber first and then looks at n_spinning_/n_idle_. All of these are
+// seq_cst, so either the waker sees the idler or the idler sees the work.
+//
+// Switch handoff. A switch passes a Handoff naming the context left behind
+// and what to do with it; the code that lands after the switch (on the new
+// context, same thread) stores the left context's fcontext and carries out
+// the action: finish parking it, requeue it (yield), or free it (exit). That
+// way no fiber is published as runnable while its stack is still in use.
+//
+// Lock order: registry shard lock -> nothing; idle_mutex_ -> nothing;
+// run-thread mutex_ -> nothing. No scheduler lock is held across a switch.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../errors.hpp"
+#include "config.hpp"
+#include "context.hpp"
+#include "fiber.hpp"
+#include "futex.hpp"
+#include "overflow.hpp"
+#include "parker.hpp"
+#include "run_queue.hpp"
+#include "spin_lock.hpp"
+#include "stack.hpp"
+#include "timer_heap.hpp"
+#include "unwind.hpp"
+
+namespace goro::detail {
+
+class Runtime;
+struct Worker;
+
+// ---------------------------------------------------------------------------
+// Thread-local state, reached only through out-of-line accessors.
+
+struct ThreadState {
+  Worker* worker = nullptr;  // set on goro's worker threads
+};
+
+GORO_NOINLINE inline ThreadState& thread_state() noexcept {
+  thread_local ThreadState state;
+  return state;
+}
+
+inline std::atomic<Runtime*> g_runtime{nullptr};
+
+// ---------------------------------------------------------------------------
+
+struct RuntimeConfig {
+  std::size_t workers = 1;
+  std::size_t stack_size = 256 * 1024;
+  bool detect_deadlock = true;
+  bool fail_on_leak = false;
+};
+
+enum class SwitchAction : std::uint8_t { none, park, yield, exit };
+
+struct Handoff {
+  ExecutionContext* from;  // the context just left
+  Fiber* fiber;            // the fiber it belongs to (null for a worker root)
+  SwitchAction action;
+};
+
+struct alignas(64) Worker {
+  static constexpr std::size_t kStackCache = 64;
+
+  Runtime* rt = nullptr;
+  std::uint32_t index = 0;
+  LocalRunQueue runq;
+  std::atomic<Fiber*> runnext{nullptr};
+  std::uint32_t runnext_streak = 0;
+  std::uint32_t tick = 0;
+  std::uint64_t rng = 0;
+  bool spinning = false;  // counted in Runtime::n_spinning_
+  ExecutionContext root;  // the worker thread's own stack
+  Fiber* current = nullptr;  // fiber running on this worker, null in root
+  std::atomic<std::uint32_t> wake_word{0};
+  Worker* next_idle = nullptr;  // guarded by Runtime::idle_mutex_
+  bool idle = false;            // guarded by Runtime::idle_mutex_
+  std::vector<Stack> stack_cache;
+  AltSignalStack alt_stack;
+  std::thread thread;
+
+  std::uint32_t next_random() noexcept {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return static_cast<std::uint32_t>(rng >> 32);
+  }
+};
+
+// Registry shard: the fibers spawned on one worker, for deadlock reports,
+// leak reports and unwinding.
+struct alignas(64) RegistryShard {
+  SpinLock lock;
+  Fiber* head = nullptr;
+  std::size_t count = 0;
+};
+
+class Runtime {
+ public:
+  static constexpr std::uint32_t kRunnextStreak = 64;
+  static constexpr std::uint32_t kTimerCheckTicks = 16;
+  static constexpr std::uint32_t kGlobalFairnessTicks = 61;
+
+  explicit Runtime(const RuntimeConfig& config);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // spawn() creates a fiber running `fn` and makes it runnable.
+  template <class Fn>
+  Fiber* spawn(Fn&& fn, bool is_main = false);
+
+  // start() launches the workers. wait_and_stop() blocks until main returns
+  // (or a fiber fails, or a deadlock), unwinds what is left, joins the
+  // workers and throws what run() must throw. `main_failure` is main's own
+  // exception, if it had one.
+  void start();
+  void wait_and_stop();
+  void main_finished(std::exception_ptr failure) noexcept;
+
+  // Scheduling entry points used by parking and this_fiber.
+  void make_runnable(Fiber* f) noexcept;
+  void park_current(Fiber* self) noexcept;
+  void yield_current(Fiber* self) noexcept;
+  [[noreturn]] void exit_current(Fiber* self) noexcept;
+  void timer_added() noexcept;
+  void recheck_deadlock() noexcept {
+    std::lock_guard guard(idle_mutex_);
+    check_deadlock_locked();
+  }
+
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }
+  std::size_t worker_count() const noexcept { return workers_.size(); }
+  std::size_t live_fibers() noexcept;
+
+  static void fiber_entry(fctx::transfer_t t) noexcept;
+
+ private:
+  friend struct RuntimeTestAccess;
+
+  void worker_main(Worker* w) noexcept;
+  void run_fiber_from_root(Worker* w, Fiber* f) noexcept;
+  Fiber* find_local(Worker* w) noexcept;
+  Fiber* steal(Worker* w, bool take_runnext) noexcept;
+  Fiber* spin_for_work(Worker* w) noexcept;
+  bool any_work_visible() noexcept;
+  void go_idle(Worker* w) noexcept;
+  void wake_idle_worker() noexcept;
+  void stop_spinning(Worker* w) noexcept;
+  void check_deadlock_locked() noexcept;
+  void land(fctx::transfer_t t) noexcept;
+  void switch_away(Fiber* self, SwitchAction action) noexcept;
+  void release_fiber(Worker* w, Fiber* f) noexcept;
+  Stack take_stack();
+  void register_fiber(Fiber* f) noexcept;
+  void unregister_fiber(Fiber* f) noexcept;
+  void fail(std::exception_ptr e) noexcept;
+  void unwind_all() noexcept;
+  std::string describe_blocked(bool include_main, std::size_t* count = nullptr);
+  template <class Fn>
+  void for_each_fiber(Fn&& fn);
+
+  RuntimeConfig config_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<RegistryShard> shards_;
+  GlobalRunQueue global_;
+  std::atomic<std::uint64_t> next_id_{1};
+
+  std::atomic<std::uint32_t> n_spinning_{0};
+  std::atomic<std::uint32_t> n_idle_{0};
+  std::mutex idle_mutex_;
+  Worker* idle_head_ = nullptr;  // guarded by idle_mutex_
+  std::atomic<bool> quit_{false};
+
+  std::atomic<bool> stopping_{false};
+
+  // The thread inside run() waits on these.
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool main_done_ = false;              // guarded by mutex_
+  bool deadlock_ = false;               // guarded by mutex_
+  std::exception_ptr main_failure_;     // guarded by mutex_
+  std::exception_ptr fiber_failure_;    // guarded by mutex_
+  std::string deadlock_report_;         // guarded by mutex_
+};
+
+// ---------------------------------------------------------------------------
+// Accessors
+
+GORO_NOINLINE inline Worker* current_worker() noexcept { return thread_state().worker; }
+
+GORO_NOINLINE inline Fiber* current_fiber() noexcept {
+  Worker* w = thread_state().worker;
+  return w ? w->current : nullptr;
+}
+
+inline Runtime* current_runtime() noexcept { return g_runtime.load(std::memory_order_acquire); }
+
+inline FiberIdentity current_fiber_identity() noexcept {
+  Fiber* f = current_fiber();
+  return f ? FiberIdentity{&f->stack, f->id} : FiberIdentity{nullptr, 0};
+}
+
+// ---------------------------------------------------------------------------
+// Parker pieces that need the scheduler.
+
+// threads_quiet() runs when the last active plain thread blocks or exits: if
+// every worker is already idle, that may have completed a deadlock.
+inline void threads_quiet() noexcept {
+  if (Runtime* rt = current_runtime()) rt->recheck_deadlock();
+}
+
+struct ThreadParker {
+  Parker parker{nullptr};
+  ThreadParker() noexcept { g_active_threads.fetch_add(1, std::memory_order_seq_cst); }
+  ~ThreadParker() {
+    if (g_active_threads.fetch_sub(1, std::memory_order_seq_cst) == 1) threads_quiet();
+  }
+};
+
+GORO_NOINLINE inline Parker& thread_parker() noexcept {
+  thread_local ThreadParker parker;
+  return parker.parker;
+}
+
+inline WakeReason Parker::park_thread(std::int64_t deadline_ns) {
+  // Every wait of a plain thread takes it out of the active count once; its
+  // one unparker (or its own timeout) puts it back once.
+  if (g_active_threads.fetch_sub(1, std::memory_order_seq_cst) == 1) threads_quiet();
+  if (permit_.exchange(0, std::memory_order_acquire) == 1) return last_reason();
+  bool timed_out = false;
+  for (;;) {
+    if (deadline_ns >= 0 && !timed_out) {
+      std::int64_t left = deadline_ns - now_ns();
+      if (left <= 0) {
+        timed_out = true;
+        // Self-claim; if it fails a waker won and its permit is on the way.
+        std::uint64_t tok = token_.load(std::memory_order_acquire);
+        if ((tok & 0xff) == 0 && claim(Ticket{this, tok >> 8}, WakeReason::timeout)) {
+          g_active_threads.fetch_add(1, std::memory_order_seq_cst);
+          return WakeReason::timeout;
+        }
+        continue;
+      }
+      futex_wait(&permit_, 0, left);
+    } else {
+      futex_wait(&permit_, 0);
+    }
+    if (permit_.exchange(0, std::memory_order_acquire) == 1) return last_reason();
+  }
+}
+
+// note_goro_use() makes a plain thread visible to the deadlock detector from
+// its first goro call on (workers are goro's own and are not counted).
+inline void note_goro_use() noexcept {
+  if (!current_worker()) thread_parker();
+}
+
+inline Parker& Parker::current() {
+  if (Fiber* f = current_fiber()) return f->parker;
+  return thread_parker();
+}
+
+inline WakeReason Parker::park() {
+  if (!fiber_) return park_thread(-1);
+  Runtime* rt = current_runtime();
+  if (rt->stopping()) {
+    Ticket t;
+    if (open_ticket(t)) claim(t, WakeReason::unwind);
+  }
+  rt->park_current(fiber_);
+  return last_reason();
+}
+
+inline WakeReason Parker::park_until(std::int64_t deadline_ns) {
+  if (!fiber_) return park_thread(deadline_ns);
+  TimerNode node;
+  node.when = deadline_ns;
+  node.expire = &expire_ticket;
+  if (!open_ticket(node.ticket)) return park();  // already claimed: consume it
+  if (timers().add(&node)) current_runtime()->timer_added();
+  WakeReason reason = park();
+  if (reason != WakeReason::timeout) timers().remove(&node);
+  return reason;
+}
+
+inline void Parker::unpark() noexcept {
+  if (!fiber_) {
+    g_active_threads.fetch_add(1, std::memory_order_seq_cst);
+    permit_.store(1, std::memory_order_release);
+    futex_wake(&permit_);
+    return;
+  }
+  Fiber* f = fiber_;
+  if (f->state.exchange(FiberState::notified, std::memory_order_acq_rel) == FiberState::parked) {
+    f->state.store(FiberState::running, std::memory_order_relaxed);
+    current_runtime()->make_runnable(f);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Runtime: construction and lifecycle
+
+inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(config.workers + 1) {
+  Runtime* expected = nullptr;
+  if (!g_runtime.compare_exchange_strong(expected, this, std::memory_order_acq_rel)) {
+    throw std::logic_error(
+        "goro::run: a runtime is already running in this process (one at a time)");
+  }
+  install_overflow_handler();
+  std::uint64_t seed = static_cast<std::uint64_t>(now_ns()) | 1;
+  for (std::size_t i = 0; i < config_.workers; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->rt = this;
+    w->index = static_cast<std::uint32_t>(i);
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    w->rng = seed | 1;
+    workers_.push_back(std::move(w));
+  }
+}
+
+inline Runtime::~Runtime() {
+  for (auto& w : workers_) {
+    for (Stack& s : w->stack_cache) StackPool::instance().release(s);
+  }
+  StackPool::instance().trim();
+  g_runtime.store(nullptr, std::memory_order_release);
+}
+
+inline void Runtime::start() {
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->thread = std::thread([this, worker] { worker_main(worker); });
+  }
+}
+
+inline void Runtime::main_finished(std::exception_ptr failure) noexcept {
+  std::lock_guard guard(mutex_);
+  main_done_ = true;
+  main_failure_ = std::move(failure);
+  cv_.notify_all();
+}
+
+inline void Runtime::fail(std::exception_ptr e) noexcept {
+  std::lock_guard guard(mutex_);
+  if (!fiber_failure_) fiber_failure_ = std::move(e);
+  cv_.notify_all();
+}
+
+inline void Runtime::wait_and_stop() {
+  // The thread inside run() is blocked in a goro call for deadlock purposes.
+  thread_parker();
+  g_active_threads.fetch_sub(1, std::memory_order_seq_cst);
+  std::string leak_report;
+  std::size_t leaked = 0;
+  {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return main_done_ || fiber_failure_ || deadlock_; });
+  }
+  if (config_.fail_on_leak) {
+    leak_report = describe_blocked(false, &leaked);
+  }
+  stopping_.store(true, std::memory_order_seq_cst);
+  unwind_all();
+  quit_.store(true, std::memory_order_seq_cst);
+  for (auto& w : workers_) {
+    w->wake_word.store(1, std::memory_order_release);
+    futex_wake(&w->wake_word);
+  }
+  for (auto& w : workers_) w->thread.join();
+  timers().clear();
+  g_active_threads.fetch_add(1, std::memory_order_seq_cst);
+
+  std::unique_lock lock(mutex_);
+  if (main_failure_) std::rethrow_exception(main_failure_);
+  if (fiber_failure_) std::rethrow_exception(fiber_failure_);
+  if (deadlock_) throw deadlock_error(deadlock_report_);
+  // A main fiber that finished has already left the registry.
+  if (config_.fail_on_leak && leaked > 0) {
+    throw leak_error("goro: " + std::to_string(leaked) +
+                     " fiber(s) still alive when main returned (unwound):\n" + leak_report);
+  }
+}
+
+// unwind_all() claims every open wait with `unwind` until no fiber is left.
+// Fibers that are running will park (and self-claim) or finish.
+inline void Runtime::unwind_all() noexcept {
+  for (;;) {
+    WakeList wake;
+    for (RegistryShard& shard : shards_) {
+      std::lock_guard guard(shard.lock);
+      for (Fiber* f = shard.head; f; f = f->reg_next) {
+        Parker::Ticket t;
+        if (f->parker.open_ticket(t)) wake.add_if_claimed(t, WakeReason::unwind);
+      }
+    }
+    wake.flush();
+    std::unique_lock lock(mutex_);
+    if (live_fibers() == 0) return;
+    cv_.wait_for(lock, std::chrono::milliseconds(1));
+  }
+}
+
+inline std::size_t Runtime::live_fibers() noexcept {
+  std::size_t n = 0;
+  for (RegistryShard& shard : shards_) {
+    std::lock_guard guard(shard.lock);
+    n += shard.count;
+  }
+  return n;
+}
+
+template <class Fn>
+void Runtime::for_each_fiber(Fn&& fn) {
+  for (RegistryShard& shard : shards_) {
+    std::lock_guard guard(shard.lock);
+    for (Fiber* f = shard.head; f; f = f->reg_next) fn(f);
+  }
+}
+
+inline std::string Runtime::describe_blocked(bool include_main, std::size_t* count) {
+  struct Entry {
+    std::uint64_t id;
+    bool is_main;
+    const char* what;
+  };
+  std::vector<Entry> entries;
+  for_each_fiber([&](Fiber* f) {
+    if (!f->is_main || include_main) {
+      Parker::Ticket t;
+      const char* what = f->parker.open_ticket(t) ? f->parker.waiting_on() : "running";
+      entries.push_back({f->id, f->is_main, what ? what : "unknown"});
+    }
+  });
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.id < b.id; });
+  if (count) *count = entries.size();
+  std::string out;
+  for (const Entry& e : entries) {
+    out += "  fiber " + std::to_string(e.id) + (e.is_main ? " (main)" : "") + " [" + e.what + "]\n";
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Spawning
+
+template <class Fn>
+Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
+  using Callable = std::decay_t<Fn>;
+  Stack stack = take_stack();
+  char* top = stack.top();
+  // Control block at the very top, callable below it, the stack below that.
+  char* fiber_at = reinterpret_cast<char*>(
+      (reinterpret_cast<std::uintptr_t>(top) - sizeof(Fiber)) & ~std::uintptr_t{63});
+  Fiber* f = new (fiber_at) Fiber(stack, next_id_.fetch_add(1, std::memory_order_relaxed));
+  char* stack_end = fiber_at;
+  constexpr bool kFitsOnStack = sizeof(Callable) <= 1024;
+  try {
+    if constexpr (kFitsOnStack) {
+      char* at = reinterpret_cast<char*>(
+          (reinterpret_cast<std::uintptr_t>(fiber_at) - sizeof(Callable)) &
+          ~(std::uintptr_t{alignof(Callable) < 16 ? 16 : alignof(Callable)} - 1));
+      f->callable = new (at) Callable(std::forward<Fn>(fn));
+      stack_end = at;
+    } else {
+      f->callable = new Callable(std::forward<Fn>(fn));
+      f->callable_on_heap = true;
+    }
+  } catch (...) {
+    f->~Fiber();
+    StackPool::instance().release(stack);
+    throw;
+  }
+  f->invoke = [](void* c) { (*static_cast<Callable*>(c))(); };
+  f->destroy = [](void* c, bool on_heap) noexcept {
+    if (on_heap) delete static_cast<Callable*>(c);
+    else static_cast<Callable*>(c)->~Callable();
+  };
+  f->is_main = is_main;
+  // 16-byte aligned stack below the callable.
+  std::size_t usable = static_cast<std::size_t>(stack_end - stack.base) & ~std::size_t{15};
+  f->ctx.make(stack.base, usable, &Runtime::fiber_entry);
+  register_fiber(f);
+  make_runnable(f);
+  return f;
+}
+
+inline Stack Runtime::take_stack() {
+  Worker* w = current_worker();
+  if (w && w->rt == this && !w->stack_cache.empty()) {
+    Stack s = w->stack_cache.back();
+    w->stack_cache.pop_back();
+    if (s.size == StackPool::round_size(config_.stack_size)) return s;
+    StackPool::instance().release(s);
+  }
+  return StackPool::instance().acquire(config_.stack_size);
+}
+
+inline void Runtime::register_fiber(Fiber* f) noexcept {
+  Worker* w = current_worker();
+  f->shard = (w && w->rt == this) ? w->index : static_cast<std::uint32_t>(workers_.size());
+  RegistryShard& shard = shards_[f->shard];
+  std::lock_guard guard(shard.lock);
+  f->reg_prev = nullptr;
+  f->reg_next = shard.head;
+  if (shard.head) shard.head->reg_prev = f;
+  shard.head = f;
+  ++shard.count;
+}
+
+inline void Runtime::unregister_fiber(Fiber* f) noexcept {
+  RegistryShard& shard = shards_[f->shard];
+  std::lock_guard guard(shard.lock);
+  if (f->reg_prev) f->reg_prev->reg_next = f->reg_next; else shard.head = f->reg_next;
+  if (f->reg_next) f->reg_next->reg_prev = f->reg_prev;
+  --shard.count;
+}
+
+// release_fiber() frees an exited fiber's resources; runs on another context.
+inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
+  if (!f) return;
+  Stack stack = f->stack;
+  f->ctx.release();
+  unregister_fiber(f);
+  f->~Fiber();
+  if (w->stack_cache.size() < Worker::kStackCache) {
+    w->stack_cache.push_back(stack);
+  } else {
+    StackPool::instance().release(stack);
+  }
+  if (stopping()) {
+    std::lock_guard guard(mutex_);
+    cv_.notify_all();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Making fibers runnable and waking workers
+
+inline void Runtime::make_runnable(Fiber* f) noexcept {
+  Worker* w = current_worker();
+  if (w && w->rt == this) {
+    if (w->current) {
+      Fiber* kicked = w->runnext.exchange(f, std::memory_order_acq_rel);
+      if (!kicked) return;  // it will run here on the next switch
+      w->runq.push(kicked, global_);
+    } else {
+      w->runq.push(f, global_);
+    }
+  } else {
+    global_.push(f);
+  }
+  wake_idle_worker();
+}
+
+inline void Runtime::wake_idle_worker() noexcept {
+  if (n_spinning_.load(std::memory_order_seq_cst) != 0) return;
+  if (n_idle_.load(std::memory_order_seq_cst) == 0) return;
+  std::uint32_t zero = 0;
+  if (!n_spinning_.compare_exchange_strong(zero, 1, std::memory_order_seq_cst)) return;
+  Worker* w = nullptr;
+  {
+    std::lock_guard guard(idle_mutex_);
+    w = idle_head_;
+    if (w) {
+      idle_head_ = w->next_idle;
+      w->idle = false;
+      w->spinning = true;  // it inherits our n_spinning_ increment
+      n_idle_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  }
+  if (!w) {
+    n_spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    return;
+  }
+  w->wake_word.store(1, std::memory_order_release);
+  futex_wake(&w->wake_word);
+}
+
+inline void Runtime::timer_added() noexcept {
+  // An idle worker may be sleeping past the new earliest deadline.
+  if (n_idle_.load(std::memory_order_seq_cst) == 0) return;
+  Worker* w = nullptr;
+  {
+    std::lock_guard guard(idle_mutex_);
+    w = idle_head_;
+  }
+  if (w) {
+    w->wake_word.store(1, std::memory_order_release);
+    futex_wake(&w->wake_word);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Finding work
+
+inline Fiber* Runtime::find_local(Worker* w) noexcept {
+  ++w->tick;
+  if (w->tick % kTimerCheckTicks == 0 && !timers().empty()) timers().run_due(now_ns());
+  if (w->tick % kGlobalFairnessTicks == 0) {
+    if (Fiber* f = global_.pop()) return f;
+  }
+  if (Fiber* f = w->runnext.load(std::memory_order_relaxed)) {
+    if (w->runnext_streak < kRunnextStreak) {
+      if ((f = w->runnext.exchange(nullptr, std::memory_order_acq_rel))) {
+        ++w->runnext_streak;
+        return f;
+      }
+    } else if ((f = w->runnext.exchange(nullptr, std::memory_order_acq_rel))) {
+      w->runq.push(f, global_);  // let the ring have its turn
+    }
+  }
+  w->runnext_streak = 0;
+  if (Fiber* f = w->runq.pop()) return f;
+  if (Fiber* f = w->runnext.exchange(nullptr, std::memory_order_acq_rel)) return f;
+  return global_.pop();
+}
+
+inline Fiber* Runtime::steal(Worker* w, bool take_runnext) noexcept {
+  const std::size_t n = workers_.size();
+  if (n < 2) return nullptr;
+  std::size_t start = w->next_random() % n;
+  for (std::size_t i = 0; i < n; ++i) {
+    Worker* victim = workers_[(start + i) % n].get();
+    if (victim == w) continue;
+    if (Fiber* f = victim->runq.steal_into(w->runq)) return f;
+    if (take_runnext && victim->runnext.load(std::memory_order_relaxed)) {
+      if (Fiber* f = victim->runnext.exchange(nullptr, std::memory_order_acq_rel)) return f;
+    }
+  }
+  return nullptr;
+}
+
+inline bool Runtime::any_work_visible() noexcept {
+  if (!global_.empty()) return true;
+  for (auto& w : workers_) {
+    if (!w->runq.empty() || w->runnext.load(std::memory_order_seq_cst)) return true;
+  }
+  return timers().earliest() <= now_ns();
+}
+
+inline void Runtime::stop_spinning(Worker* w) noexcept {
+  if (!w->spinning) return;
+  w->spinning = false;
+  n_spinning_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+// spin_for_work() looks around for a while before the worker sleeps.
+inline Fiber* Runtime::spin_for_work(Worker* w) noexcept {
+  const std::uint32_t busy = static_cast<std::uint32_t>(workers_.size()) -
+                             n_idle_.load(std::memory_order_seq_cst);
+  if (!w->spinning && 2 * n_spinning_.load(std::memory_order_seq_cst) >= busy) return nullptr;
+  if (!w->spinning) {
+    w->spinning = true;
+    n_spinning_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  for (int round = 0; round < 4; ++round) {
+    timers().run_due(now_ns());
+    if (Fiber* f = find_local(w)) return f;
+    if (Fiber* f = steal(w, round == 3)) return f;
+    for (int i = 0; i < 50; ++i) GORO_CPU_RELAX();
+  }
+  return nullptr;
+}
+
+// go_idle() sleeps until woken or the next timer is due.
+inline void Runtime::go_idle(Worker* w) noexcept {
+  stop_spinning(w);
+  {
+    std::lock_guard guard(idle_mutex_);
+    w->wake_word.store(0, std::memory_order_relaxed);
+    w->idle = true;
+    w->next_idle = idle_head_;
+    idle_head_ = w;
+    n_idle_.fetch_add(1, std::memory_order_seq_cst);
+    if (any_work_visible() || quit_.load(std::memory_order_seq_cst)) {
+      // Undo: take ourselves off the idle list.
+      for (Worker** p = &idle_head_; *p; p = &(*p)->next_idle) {
+        if (*p == w) {
+          *p = w->next_idle;
+          break;
+        }
+      }
+      w->idle = false;
+      n_idle_.fetch_sub(1, std::memory_order_seq_cst);
+      return;
+    }
+    check_deadlock_locked();
+  }
+  std::int64_t earliest = timers().earliest();
+  std::int64_t timeout = earliest == INT64_MAX ? -1 : std::max<std::int64_t>(earliest - now_ns(), 0);
+  if (timeout != 0) futex_wait(&w->wake_word, 0, timeout);
+  std::lock_guard guard(idle_mutex_);
+  if (w->idle) {  // woken by a timeout or a timer_added() nudge, not by wake_idle_worker
+    for (Worker** p = &idle_head_; *p; p = &(*p)->next_idle) {
+      if (*p == w) {
+        *p = w->next_idle;
+        break;
+      }
+    }
+    w->idle = false;
+    n_idle_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+// check_deadlock_locked() runs with idle_mutex_ held by the last worker to
+// go idle: if no fiber can run, no timer is pending and no registered plain
+// thread is active, nothing can ever move again.
+inline void Runtime::check_deadlock_locked() noexcept {
+  if (!config_.detect_deadlock || stopping()) return;
+  if (n_idle_.load(std::memory_order_seq_cst) != workers_.size()) return;
+  if (g_active_threads.load(std::memory_order_seq_cst) != 0) return;
+  if (!timers().empty() || any_work_visible()) return;
+  std::string report = "all fibers are asleep - deadlock!\n\n" + describe_blocked(true);
+  std::lock_guard guard(mutex_);
+  if (main_done_ || deadlock_) return;
+  deadlock_ = true;
+  deadlock_report_ = std::move(report);
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------
+// Worker loop and switching
+
+inline void Runtime::worker_main(Worker* w) noexcept {
+  thread_state().worker = w;
+  w->root.adopt_thread();
+  w->alt_stack.install();
+  while (!quit_.load(std::memory_order_acquire)) {
+    Fiber* f = find_local(w);
+    if (!f) f = spin_for_work(w);
+    if (f) {
+      if (w->spinning) {
+        stop_spinning(w);
+        wake_idle_worker();  // we were the last spinner: there may be more work
+      }
+      run_fiber_from_root(w, f);
+      continue;
+    }
+    go_idle(w);
+  }
+  stop_spinning(w);
+  w->alt_stack.remove();
+  thread_state().worker = nullptr;
+}
+
+inline void Runtime::run_fiber_from_root(Worker* w, Fiber* f) noexcept {
+  w->current = f;
+  Handoff h{&w->root, nullptr, SwitchAction::none};
+  land(switch_context(w->root, f->ctx, &h));
+}
+
+// land() finishes a switch on the context that was switched to.
+inline void Runtime::land(fctx::transfer_t t) noexcept {
+  Handoff h = *static_cast<Handoff*>(t.data);  // copy: it lives on the left stack
+  h.from->fctx = t.fctx;
+  if (h.fiber && h.action != SwitchAction::exit && h.fiber->stack.overflowed(t.fctx)) {
+    report_overflow_and_die(h.fiber->id, h.fiber->stack.size, h.fiber->stack.guarded);
+  }
+  Worker* w = current_worker();
+  switch (h.action) {
+    case SwitchAction::none:
+      break;
+    case SwitchAction::park:
+      if (h.fiber->state.exchange(FiberState::parked, std::memory_order_acq_rel) ==
+          FiberState::notified) {
+        h.fiber->state.store(FiberState::running, std::memory_order_relaxed);
+        w->runq.push(h.fiber, global_);
+      }
+      break;
+    case SwitchAction::yield:
+      global_.push(h.fiber);  // behind everything else, like Go's Gosched
+      wake_idle_worker();
+      break;
+    case SwitchAction::exit:
+      release_fiber(w, h.fiber);
+      break;
+  }
+}
+
+// switch_away() leaves `self` (running on this worker) for the next runnable
+// fiber, or the worker's root if there is none, and returns when `self` is
+// resumed (unless action is exit).
+inline void Runtime::switch_away(Fiber* self, SwitchAction action) noexcept {
+  Worker* w = current_worker();
+  Fiber* next = find_local(w);
+  if (!next && action != SwitchAction::exit) next = steal(w, false);
+  w->current = next;
+  ExecutionContext& to = next ? next->ctx : w->root;
+  Handoff h{&self->ctx, self, action};
+  land(switch_context(self->ctx, to, &h, action == SwitchAction::exit));
+}
+
+inline void Runtime::park_current(Fiber* self) noexcept {
+  if (self->state.load(std::memory_order_acquire) == FiberState::notified) {
+    self->state.store(FiberState::running, std::memory_order_relaxed);
+    return;  // woken before we got to sleep
+  }
+  switch_away(self, SwitchAction::park);
+  self->state.store(FiberState::running, std::memory_order_relaxed);
+}
+
+inline void Runtime::yield_current(Fiber* self) noexcept {
+  Worker* w = current_worker();
+  if (w->runq.empty() && global_.empty() && !w->runnext.load(std::memory_order_relaxed)) {
+    if (!timers().empty()) timers().run_due(now_ns());
+    if (w->runq.empty() && global_.empty() && !w->runnext.load(std::memory_order_relaxed))
+      return;  // nothing else to run here
+  }
+  switch_away(self, SwitchAction::yield);
+}
+
+inline void Runtime::exit_current(Fiber* self) noexcept {
+  switch_away(self, SwitchAction::exit);
+  __builtin_unreachable();
+}
+
+inline void Runtime::fiber_entry(fctx::transfer_t t) noexcept {
+  Fiber* self = current_fiber();
+  finish_switch(self->ctx);
+  Runtime* rt = current_runtime();
+  rt->land(t);
+  std::exception_ptr failure;
+  try {
+    self->invoke(self->callable);
+  } catch (const FiberUnwind&) {
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  self->destroy(self->callable, self->callable_on_heap);
+  if (self->is_main) {
+    rt->main_finished(std::move(failure));
+  } else if (failure) {
+    rt->fail(std::move(failure));
+  }
+  failure = nullptr;
+  rt->exit_current(self);
+}
+
+}  // namespace goro::detail

@@ -1,0 +1,235 @@
+// Fiber stacks: virtual reservations whose pages the kernel commits on first
+// touch, so a parked fiber that used little stack costs about one page.
+//
+// The mapping budget. A guard page below a stack costs a second kernel
+// mapping (the PROT_NONE page splits the region), and vm.max_map_count is
+// 65530 by default, so one guarded stack per fiber cannot reach a million
+// fibers. goro guards stacks while the number of guarded stacks alive stays
+// under a quarter of max_map_count (16382 by default). Stacks beyond that
+// budget are carved kSlabStacks at a time from one anonymous mapping (one
+// mmap call, one kernel mapping). They have no guard: the scheduler checks the
+// saved stack pointer against the stack's bottom each time the fiber switches
+// out. A guarded overflow is caught exactly by the SIGSEGV handler
+// (detail/overflow.hpp); an unguarded one only if the fiber is still beyond
+// its stack when it next switches, and it may already have scribbled on the
+// neighbouring stack. (A canary word at the bottom would cost every fiber a
+// second resident page.)
+//
+// Reuse. Freed stacks go back to a pool. The first kRetainWarm of them keep
+// their committed pages (a respawned fiber touches warm memory); above that
+// watermark guarded stacks are unmapped and unguarded ones given back to the
+// kernel with madvise(MADV_DONTNEED).
+//
+// Thread-safety: StackPool is safe from any thread; it is used by the
+// workers' local caches (Scheduler) in batches.
+#pragma once
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "spin_lock.hpp"
+
+namespace goro::detail {
+
+inline std::size_t page_size() noexcept {
+  static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+// Stack is one fiber stack: [base, base + size) is usable and grows down from
+// top(); a guarded stack has one PROT_NONE page just below base.
+struct Stack {
+  char* base = nullptr;
+  std::size_t size = 0;
+  bool guarded = false;
+
+  char* top() const noexcept { return base + size; }
+  explicit operator bool() const noexcept { return base != nullptr; }
+  // overflowed() says whether a saved stack pointer lies below the stack.
+  bool overflowed(const void* sp) const noexcept { return static_cast<const char*>(sp) < base + 256; }
+};
+
+class StackPool {
+ public:
+  static constexpr std::size_t kRetainWarm = 4096;
+  static constexpr std::size_t kSlabStacks = 64;
+
+  static StackPool& instance() {
+    static StackPool pool;
+    return pool;
+  }
+
+  // acquire() returns a stack of `size` usable bytes (rounded up to pages).
+  // Throws std::system_error(ENOMEM) naming the size when the kernel refuses.
+  Stack acquire(std::size_t size);
+  // round_size() is the usable size acquire(size) gives.
+  static std::size_t round_size(std::size_t size) noexcept {
+    const std::size_t page = page_size();
+    return std::max<std::size_t>((size + page - 1) / page * page, 4 * page);
+  }
+  // release() takes back a stack that no fiber runs on any more.
+  void release(Stack stack) noexcept;
+  // trim() unmaps the warm stacks beyond kRetainWarm (called when a runtime
+  // ends). Cold stacks hold no pages and stay reserved for the next runtime.
+  void trim() noexcept;
+
+  std::size_t guarded_live() const noexcept { return guarded_live_.load(std::memory_order_relaxed); }
+  std::size_t guard_budget() const noexcept { return guard_budget_; }
+
+ private:
+  StackPool() : guard_budget_(read_map_budget()) {}
+  ~StackPool() = default;  // the process is ending: the kernel takes the mappings back
+
+  static std::size_t read_map_budget() noexcept;
+  Stack map_stack(std::size_t size);
+  void unmap(Stack stack) noexcept;
+  void trim_to(std::size_t keep) noexcept;
+
+  Stack carve_unguarded(std::size_t size);
+
+  SpinLock lock_;
+  // All guarded by lock_ and of size size_: warm_ keep their pages (at most
+  // kRetainWarm), cold_ were given back with madvise, slab_ were never used.
+  std::vector<Stack> warm_;
+  std::vector<Stack> cold_;
+  std::vector<Stack> slab_;
+  std::size_t size_ = 0;     // guarded by lock_
+  std::atomic<std::size_t> guarded_live_{0};
+  const std::size_t guard_budget_;
+};
+
+inline std::size_t StackPool::read_map_budget() noexcept {
+  std::size_t max_maps = 65530;
+  if (std::FILE* f = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+    unsigned long v = 0;
+    if (std::fscanf(f, "%lu", &v) == 1 && v > 0) max_maps = v;
+    std::fclose(f);
+  }
+  return max_maps / 4;
+}
+
+inline Stack StackPool::acquire(std::size_t size) {
+  size = round_size(size);
+  {
+    std::lock_guard guard(lock_);
+    if (size != size_) {  // a runtime with another stack size: the pool restarts
+      for (auto* list : {&warm_, &cold_, &slab_}) {
+        for (Stack& s : *list) unmap(s);
+        list->clear();
+      }
+      size_ = size;
+    }
+    for (auto* list : {&warm_, &cold_, &slab_}) {
+      if (!list->empty()) {
+        Stack s = list->back();
+        list->pop_back();
+        return s;
+      }
+    }
+  }
+  if (guarded_live_.load(std::memory_order_relaxed) < guard_budget_) return map_stack(size);
+  return carve_unguarded(size);
+}
+
+// carve_unguarded() maps kSlabStacks stacks at once and keeps the rest.
+inline Stack StackPool::carve_unguarded(std::size_t size) {
+  void* p = ::mmap(nullptr, size * kSlabStacks, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    throw std::system_error(errno, std::generic_category(),
+                            "goro: cannot map fiber stacks of " + std::to_string(size) + " bytes");
+  }
+  char* region = static_cast<char*>(p);
+  std::lock_guard guard(lock_);
+  if (size != size_) {  // the pool restarted with another size meanwhile
+    ::munmap(region, size * kSlabStacks);
+    throw std::logic_error("goro: two runtimes with different stack sizes at once");
+  }
+  for (std::size_t i = 1; i < kSlabStacks; ++i) slab_.push_back(Stack{region + i * size, size, false});
+  return Stack{region, size, false};
+}
+
+inline Stack StackPool::map_stack(std::size_t size) {
+  const std::size_t page = page_size();
+  const bool guarded = true;
+  const std::size_t total = size + page;
+  void* p = ::mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    throw std::system_error(errno, std::generic_category(),
+                            "goro: cannot map a fiber stack of " + std::to_string(size) + " bytes");
+  }
+  char* region = static_cast<char*>(p);
+  if (guarded && ::mprotect(region, page, PROT_NONE) != 0) {
+    int err = errno;
+    ::munmap(region, total);
+    throw std::system_error(err, std::generic_category(),
+                            "goro: cannot protect the guard page of a fiber stack");
+  }
+  Stack s{guarded ? region + page : region, size, guarded};
+  guarded_live_.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+inline void StackPool::unmap(Stack s) noexcept {
+  const std::size_t page = page_size();
+  if (s.guarded) {
+    ::munmap(s.base - page, s.size + page);
+    guarded_live_.fetch_sub(1, std::memory_order_relaxed);
+  } else {
+    ::munmap(s.base, s.size);
+  }
+}
+
+inline void StackPool::release(Stack s) noexcept {
+  std::unique_lock guard(lock_);
+  if (s.size != size_) {
+    guard.unlock();
+    unmap(s);
+    return;
+  }
+  if (warm_.size() < kRetainWarm) {
+    warm_.push_back(s);
+    return;
+  }
+  guard.unlock();
+  if (s.guarded) {
+    unmap(s);  // frees two kernel mappings for unguarded fibers to come
+    return;
+  }
+  ::madvise(s.base, s.size, MADV_DONTNEED);  // keep the reservation, return the pages
+  guard.lock();
+  cold_.push_back(s);
+}
+
+inline void StackPool::trim_to(std::size_t keep) noexcept {
+  std::vector<Stack> excess;
+  {
+    std::lock_guard guard(lock_);
+    if (warm_.size() > keep) {
+      excess.insert(excess.end(), warm_.begin() + static_cast<std::ptrdiff_t>(keep), warm_.end());
+      warm_.resize(keep);
+    }
+    if (keep == 0) {
+      excess.insert(excess.end(), slab_.begin(), slab_.end());
+      slab_.clear();
+    }
+  }
+  for (Stack& s : excess) unmap(s);
+}
+
+
+inline void StackPool::trim() noexcept { trim_to(kRetainWarm); }
+
+}  // namespace goro::detail

@@ -1,0 +1,184 @@
+// goro's runtime: run(), go() and this_fiber.
+//
+//   int main() {
+//     return goro::run([] {
+//       goro::WaitGroup wg;
+//       for (int i = 0; i < 10; ++i) wg.go([i] { std::printf("fiber %d\n", i); });
+//       wg.wait();
+//       return 0;
+//     });
+//   }
+//
+// Fibers are goroutines: stackful, cheap (a parked fiber costs about a page),
+// multiplexed M:N over worker threads that steal work from each other.
+//
+// Rules for code running on a fiber:
+//  - A blocking goro call (channel operation, lock, wait, sleep) may resume the
+//    fiber on another worker thread. Do not keep a thread_local's address, or
+//    a thread-affine lock such as std::mutex, across one.
+//  - Blocking the thread itself (std::mutex contention, blocking I/O,
+//    std::this_thread::sleep_for) stalls every fiber queued on that worker.
+//  - When main returns, fibers still blocked are unwound: their blocking call
+//    throws an internal exception so their destructors run. Never swallow it:
+//    a `catch (...)` must rethrow.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "detail/scheduler.hpp"
+#include "errors.hpp"
+
+namespace goro {
+
+// Options configures one run().
+struct Options {
+  // Worker threads. 0: GORO_MAXPROCS from the environment, else
+  // std::thread::hardware_concurrency().
+  std::size_t workers = 0;
+  // Virtual reservation per fiber stack; pages are committed on first touch.
+  std::size_t stack_size = 256 * 1024;
+  // Throw goro::deadlock_error when every fiber is blocked for good.
+  bool detect_deadlock = true;
+  // Throw goro::leak_error when fibers are still alive after main returns.
+  bool fail_on_leak = false;
+};
+
+namespace detail {
+
+inline std::size_t resolve_workers(std::size_t requested) {
+  if (requested > 0) return requested;
+  if (const char* env = std::getenv("GORO_MAXPROCS")) {
+    char* end = nullptr;
+    unsigned long n = std::strtoul(env, &end, 10);
+    if (end != env && *end == '\0' && n > 0 && n <= 4096) return n;
+    throw std::invalid_argument(std::string("goro: GORO_MAXPROCS must be a positive integer, got '") +
+                                env + "'");
+  }
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? n : 1;
+}
+
+// Result slot for run(): void results need no storage.
+template <class R>
+struct RunResult {
+  std::optional<R> value;
+  template <class F>
+  void produce(F& f) { value.emplace(std::invoke(f)); }
+  R take() { return std::move(*value); }
+};
+template <>
+struct RunResult<void> {
+  template <class F>
+  void produce(F& f) { std::invoke(f); }
+  void take() {}
+};
+
+}  // namespace detail
+
+// run() starts the workers, runs `main` as the first fiber and returns its
+// result once it returns. It throws main's exception, else the first
+// exception that escaped any other fiber, else goro::deadlock_error, else
+// (with fail_on_leak) goro::leak_error. Fibers still alive when main returns
+// are unwound before run() returns. Only one runtime may run at a time in a
+// process: a second concurrent run() throws std::logic_error.
+template <class F>
+auto run(F&& main, Options options = {}) -> std::invoke_result_t<F> {
+  using R = std::invoke_result_t<F>;
+  detail::RuntimeConfig config;
+  config.workers = detail::resolve_workers(options.workers);
+  config.stack_size = options.stack_size;
+  config.detect_deadlock = options.detect_deadlock;
+  config.fail_on_leak = options.fail_on_leak;
+  if (detail::current_fiber()) {
+    throw std::logic_error("goro::run: called from inside a fiber (use goro::go instead)");
+  }
+  detail::RunResult<R> result;
+  detail::Runtime runtime(config);
+  runtime.spawn([&result, &main] { result.produce(main); }, /*is_main=*/true);
+  runtime.start();
+  runtime.wait_and_stop();
+  return result.take();
+}
+
+// go() runs f(args...) on a new fiber. Arguments are decay-copied, as with
+// std::thread. Callable from any fiber, or any thread while a runtime is
+// running; otherwise it throws std::logic_error.
+template <class F, class... A>
+void go(F&& f, A&&... args) {
+  detail::Runtime* rt = detail::current_runtime();
+  if (!rt) throw std::logic_error("goro::go: no runtime is running (call it inside goro::run)");
+  if (!detail::current_worker()) detail::Parker::current();  // a plain thread joins the deadlock count
+  if constexpr (sizeof...(A) == 0) {
+    rt->spawn([fn = std::decay_t<F>(std::forward<F>(f))]() mutable { std::invoke(fn); });
+  } else {
+    rt->spawn([fn = std::decay_t<F>(std::forward<F>(f)),
+               tup = std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)]() mutable {
+      std::apply(std::move(fn), std::move(tup));
+    });
+  }
+}
+
+// worker_count() is the number of worker threads of the running runtime, or
+// 0 when none is running (Go's runtime.GOMAXPROCS(0)).
+inline std::size_t worker_count() noexcept {
+  detail::Runtime* rt = detail::current_runtime();
+  return rt ? rt->worker_count() : 0;
+}
+
+namespace this_fiber {
+
+// yield() lets other runnable fibers run; on a plain thread it yields the thread.
+inline void yield() {
+  detail::Fiber* self = detail::current_fiber();
+  if (!self) {
+    std::this_thread::yield();
+    return;
+  }
+  detail::Runtime* rt = detail::current_runtime();
+  if (rt->stopping() && std::uncaught_exceptions() == 0) throw detail::FiberUnwind{};
+  rt->yield_current(self);
+}
+
+// sleep_until() parks the fiber (or sleeps the plain thread) until `when`.
+template <class Clock, class Duration>
+void sleep_until(const std::chrono::time_point<Clock, Duration>& when) {
+  detail::Fiber* self = detail::current_fiber();
+  if (!self) {
+    std::this_thread::sleep_until(when);
+    return;
+  }
+  auto left = when - Clock::now();
+  std::int64_t deadline =
+      detail::now_ns() +
+      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
+  detail::Parker& parker = self->parker;
+  parker.prepare("sleep");
+  if (parker.park_until(deadline) == detail::WakeReason::unwind) throw detail::FiberUnwind{};
+}
+
+// sleep_for() parks the fiber (or sleeps the plain thread) for `d`.
+template <class Rep, class Period>
+void sleep_for(const std::chrono::duration<Rep, Period>& d) {
+  sleep_until(std::chrono::steady_clock::now() +
+              std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+}
+
+// id() is the current fiber's id (main is 1), or 0 on a plain thread.
+inline std::uint64_t id() noexcept {
+  detail::Fiber* self = detail::current_fiber();
+  return self ? self->id : 0;
+}
+
+}  // namespace this_fiber
+
+}  // namespace goro

@@ -1,0 +1,116 @@
+// goro::WaitGroup: Go's sync.WaitGroup.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "detail/parker.hpp"
+#include "detail/spin_lock.hpp"
+#include "detail/unwind.hpp"
+#include "detail/wait_list.hpp"
+#include "runtime.hpp"
+
+namespace goro {
+
+// WaitGroup waits for a collection of fibers (or threads) to finish.
+// `add(n)` raises the counter, `done()` lowers it, and `wait()` blocks until
+// it is zero. `go(f)` adds one, runs f on a new fiber and calls done() when f
+// ends (normally or by exception).
+//
+// Thread-safety: every member is safe from any fiber or thread. A WaitGroup
+// may be destroyed as soon as wait() returns: done() touches nothing of it
+// after waking the waiters.
+class WaitGroup {
+ public:
+  WaitGroup() = default;
+  WaitGroup(const WaitGroup&) = delete;
+  WaitGroup& operator=(const WaitGroup&) = delete;
+
+  // add() adds `delta` (which may be negative) to the counter and wakes the
+  // waiters when it reaches zero. Throws std::logic_error, leaving the
+  // counter unchanged, if it would go negative.
+  void add(std::ptrdiff_t delta = 1);
+  // done() is add(-1).
+  void done() { add(-1); }
+  // wait() blocks until the counter is zero.
+  void wait();
+  // go() is add(1) followed by goro::go(f) with a done() when f ends.
+  template <class F>
+  void go(F&& f);
+
+  // count() is the counter now (for diagnostics and tests).
+  std::int64_t count() const noexcept { return counter_of(state_.load(std::memory_order_acquire)); }
+
+ private:
+  static std::int32_t counter_of(std::uint64_t s) noexcept { return static_cast<std::int32_t>(s >> 32); }
+  static std::uint32_t waiters_of(std::uint64_t s) noexcept { return static_cast<std::uint32_t>(s); }
+
+  // (counter << 32) | waiters, in one word so that the done() that reaches
+  // zero learns in the same atomic step whether anyone waits (Go's layout).
+  std::atomic<std::uint64_t> state_{0};
+  detail::SpinLock lock_;
+  detail::WaitList waiting_;  // guarded by lock_; its size is the waiter count
+};
+
+inline void WaitGroup::add(std::ptrdiff_t delta) {
+  detail::note_goro_use();
+  const std::uint64_t step = static_cast<std::uint64_t>(static_cast<std::int64_t>(delta)) << 32;
+  const std::uint64_t s = state_.fetch_add(step, std::memory_order_acq_rel) + step;
+  const std::int64_t counter = counter_of(s);
+  if (counter < 0) {
+    state_.fetch_sub(step, std::memory_order_acq_rel);
+    throw std::logic_error("goro::WaitGroup: negative counter (" + std::to_string(counter) +
+                           "): done() or add() called more times than added");
+  }
+  if (counter > 0 || waiters_of(s) == 0) return;
+  detail::WakeList wake;  // declared first: flushed after the lock is released
+  std::lock_guard guard(lock_);
+  if (counter_of(state_.load(std::memory_order_acquire)) != 0) return;  // re-added meanwhile
+  state_.fetch_sub(waiting_.claim_all(wake), std::memory_order_acq_rel);
+  // From here on nothing of *this is touched: waiters may destroy it.
+}
+
+inline void WaitGroup::wait() {
+  if (counter_of(state_.load(std::memory_order_acquire)) == 0) return;
+  detail::Parker& self = detail::Parker::current();
+  detail::WaitList::Node node;
+  {
+    std::lock_guard guard(lock_);
+    std::uint64_t s = state_.load(std::memory_order_acquire);
+    do {
+      if (counter_of(s) == 0) return;
+    } while (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel));
+    node.ticket = self.prepare("sync.WaitGroup.Wait");
+    waiting_.push(&node);
+  }
+  if (self.park() != detail::WakeReason::unwind) return;  // the waker dequeued us
+  {
+    std::lock_guard guard(lock_);
+    if (waiting_.remove(&node)) state_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  throw detail::FiberUnwind{};
+}
+
+template <class F>
+void WaitGroup::go(F&& f) {
+  add(1);
+  try {
+    goro::go([this, fn = std::decay_t<F>(std::forward<F>(f))]() mutable {
+      struct DoneOnExit {
+        WaitGroup* wg;
+        ~DoneOnExit() { wg->done(); }
+      } done_on_exit{this};
+      fn();
+    });
+  } catch (...) {
+    done();
+    throw;
+  }
+}
+
+}  // namespace goro

@@ -1,0 +1,129 @@
+// WaitGroup: Go's sync.WaitGroup semantics from fibers and plain threads.
+#include <atomic>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using goro_test::scaled;
+using goro_test::with_workers;
+
+TEST_CASE("WaitGroup waits for every fiber", "[waitgroup]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int n = 1000;
+  std::atomic<int> done{0};
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        wg.add(n);
+        for (int i = 0; i < n; ++i) {
+          goro::go([&] {
+            goro::this_fiber::yield();
+            done.fetch_add(1);
+            wg.done();
+          });
+        }
+        wg.wait();
+        CHECK(done.load() == n);
+        CHECK(wg.count() == 0);
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("WaitGroup negative counter throws std::logic_error and changes nothing",
+          "[waitgroup][misuse]") {
+  goro::WaitGroup wg;
+  CHECK_THROWS_AS(wg.done(), std::logic_error);
+  CHECK(wg.count() == 0);
+  wg.add(2);
+  CHECK_THROWS_WITH(wg.add(-3), Catch::Contains("negative counter"));
+  CHECK(wg.count() == 2);
+  wg.add(-2);
+  wg.wait();  // zero: returns at once
+}
+
+TEST_CASE("WaitGroup with several waiters wakes them all", "[waitgroup]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<int> woken{0};
+  goro::run(
+      [&] {
+        goro::WaitGroup gate, waiters;
+        gate.add(1);
+        for (int i = 0; i < 20; ++i) {
+          waiters.go([&] {
+            gate.wait();
+            woken.fetch_add(1);
+          });
+        }
+        goro::this_fiber::yield();
+        gate.done();
+        waiters.wait();
+      },
+      with_workers(workers));
+  CHECK(woken.load() == 20);
+}
+
+TEST_CASE("WaitGroup may be destroyed as soon as wait returns", "[waitgroup]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(scaled(20'000, 5'000, 500));
+  goro::run(
+      [&] {
+        for (int r = 0; r < rounds; ++r) {
+          auto wg = std::make_unique<goro::WaitGroup>();
+          wg->add(1);
+          goro::go([w = wg.get()] { w->done(); });
+          wg->wait();
+          wg.reset();  // the done() above must not touch it any more
+        }
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("WaitGroup::go calls done even when f throws", "[waitgroup]") {
+  CHECK_THROWS_AS(goro::run(
+                      [] {
+                        goro::WaitGroup wg;
+                        wg.go([] { throw std::runtime_error("x"); });
+                        wg.wait();  // must not hang
+                      },
+                      with_workers(2)),
+                  std::runtime_error);
+}
+
+TEST_CASE("WaitGroup works between plain threads and fibers", "[waitgroup][threads]") {
+  const int threads = 4;
+  std::atomic<int> seen{0};
+  goro::WaitGroup from_threads;
+  from_threads.add(threads);
+  std::vector<std::thread> pool;
+  goro::WaitGroup fibers_done;
+  fibers_done.add(1);
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      seen.fetch_add(1);
+      from_threads.done();
+      fibers_done.wait();  // a plain thread blocks as a thread
+    });
+  }
+  goro::run(
+      [&] {
+        from_threads.wait();
+        CHECK(seen.load() == threads);
+        fibers_done.done();
+      },
+      with_workers(2));
+  for (auto& t : pool) t.join();
+}
+
+TEST_CASE("WaitGroup between plain threads only, no runtime", "[waitgroup][threads]") {
+  goro::WaitGroup wg;
+  std::atomic<int> n{0};
+  wg.add(8);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 8; ++t) pool.emplace_back([&] { n.fetch_add(1); wg.done(); });
+  wg.wait();
+  CHECK(n.load() == 8);
+  for (auto& t : pool) t.join();
+}
