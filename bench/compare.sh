@@ -20,7 +20,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+cd "$root" || exit 2
 
 all_workloads=(spawn_join pingpong buffered_1p1c buffered_4p4c select4 mutex
                worker_pool waitgroup ctx_cancel parked_memory skynet)
@@ -31,7 +31,7 @@ read -r -a programs <<<"${BENCH_PROGRAMS:-goro go fiber}"
 cxx=${CXX:-g++}
 read -r -a cxxflags <<<"${BENCH_CXXFLAGS:--O2}"
 
-build=build-bench
+build="build-bench"
 results=$build/results
 logs=$results/logs
 
@@ -65,7 +65,7 @@ build_one() {
         -o "${exe[goro]}" -lboost_context -pthread ;;
     go)
       command -v go >/dev/null || { echo "go not found (Debian: golang-go)"; return 1; }
-      (cd bench/go && GOPROXY=off GOFLAGS= GOTOOLCHAIN=local \
+      (cd bench/go && GOPROXY=off GOFLAGS="" GOTOOLCHAIN=local \
         GOCACHE=${GOCACHE:-$root/$build/go-cache} go build -o "$root/${exe[go]}" .) ;;
     fiber)
       "$cxx" "${cxxflags[@]}" -std=c++20 bench/fiber/main.cpp \
@@ -89,13 +89,21 @@ for prog in "${programs[@]}"; do
   else
     rm -f "${exe[$prog]}"
     echo "compare.sh: SKIP ${label[$prog]}: build failed (see $logs/build-$prog.log):" >&2
-    tail -n 15 "$logs/build-$prog.log" | sed 's/^/    /' >&2
+    { grep -m 10 -iE 'error|not found' "$logs/build-$prog.log" || tail -n 10 "$logs/build-$prog.log"; } |
+      sed 's/^/    /' >&2
   fi
 done
 [ ${#ready[@]} -gt 0 ] || die "nothing built"
 
 samples=$results/samples.csv
 echo "program,workload,workers,rep,value,unit" >"$samples"
+read -r load1 _ </proc/loadavg 2>/dev/null || load1=0
+if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
+  echo "compare.sh: WARNING: load average $load1 on $(nproc) CPUs; other work will skew the figures" >&2
+fi
+if [ "$workers" -gt "$(nproc)" ]; then
+  echo "compare.sh: WARNING: $workers workers on $(nproc) CPUs; Boost.Fiber's work_stealing threads spin when idle and suffer badly" >&2
+fi
 echo "compare.sh: ${#workloads[@]} workload(s) x $reps rep(s), workers=$workers, timeout=${run_timeout}s, programs: ${ready[*]}" >&2
 
 for w in "${workloads[@]}"; do

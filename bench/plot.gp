@@ -28,7 +28,7 @@ set xtics rotate by -35 nomirror noenhanced
 set ytics nomirror
 set ytics add ("0.2" 0.2, "0.5" 0.5, "2" 2, "5" 5, "20" 20, "50" 50)
 set grid ytics
-set key top left opaque
+set key outside top center horizontal
 set style fill solid 0.85 border -1
 set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dashtype 2 linewidth 1.5 linecolor rgb "black" front
 set offsets 0, 0, graph 0.08, graph 0.08
@@ -45,8 +45,8 @@ do for [term in "pngcairo svg"] {
          linecolor rgb "#00add8" title "goro / Go", \
        '' using ($0 + w/2):3:($0):($0 + w):(lo($3)):(hi($3)) with boxxyerror \
          linecolor rgb "#d9822b" title "goro / Boost.Fiber", \
-       '' using ($0 - w/2):(lab($2)):(sprintf("%.2f", $2)) with labels font ",8" notitle, \
-       '' using ($0 + w/2):(lab($3)):(sprintf("%.2f", $3)) with labels font ",8" notitle, \
+       '' using ($0 - w/2):(lab($2)):(sprintf("%.3g", $2)) with labels font ",8" notitle, \
+       '' using ($0 + w/2):(lab($3)):(sprintf("%.3g", $3)) with labels font ",8" notitle, \
        '' using 0:(1/0):xtic(1) notitle
   unset output
 }

@@ -385,16 +385,17 @@ TEST_CASE("exception state survives switches: catch blocks that park, uncaught_e
 
 TEST_CASE("fibers migrate between workers and keep their identity", "[runtime]") {
   std::atomic<int> moved{0};
+  std::atomic<int> identity_lost{0};
   goro::run(
       [&] {
         goro::WaitGroup wg;
         for (int f = 0; f < 64; ++f) {
-          wg.go([&moved] {
+          wg.go([&moved, &identity_lost] {
             auto id = goro::this_fiber::id();
             auto thread = std::this_thread::get_id();
             for (int i = 0; i < 200; ++i) {
               goro::this_fiber::sleep_for(std::chrono::microseconds(50));
-              REQUIRE(goro::this_fiber::id() == id);
+              if (goro::this_fiber::id() != id) identity_lost.fetch_add(1);
               if (std::this_thread::get_id() != thread) {
                 moved.fetch_add(1);
                 thread = std::this_thread::get_id();
@@ -405,6 +406,7 @@ TEST_CASE("fibers migrate between workers and keep their identity", "[runtime]")
         wg.wait();
       },
       with_workers(4));
-  // Migration is allowed, not required; the identity checks above are the test.
+  CHECK(identity_lost.load() == 0);
+  // Migration is allowed, not required.
   SUCCEED("migrations observed: " << moved.load());
 }

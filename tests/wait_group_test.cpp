@@ -1,5 +1,6 @@
 // WaitGroup: Go's sync.WaitGroup semantics from fibers and plain threads.
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -100,13 +101,20 @@ TEST_CASE("WaitGroup works between plain threads and fibers", "[waitgroup][threa
   std::vector<std::thread> pool;
   goro::WaitGroup fibers_done;
   fibers_done.add(1);
+  // A thread is visible to the deadlock detector from its first goro call on;
+  // make sure each has made one before the fibers start waiting on them.
+  goro::WaitGroup registered;
+  registered.add(threads);
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
+      registered.done();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
       seen.fetch_add(1);
       from_threads.done();
       fibers_done.wait();  // a plain thread blocks as a thread
     });
   }
+  registered.wait();
   goro::run(
       [&] {
         from_threads.wait();

@@ -307,8 +307,9 @@ inline WakeReason Parker::park() {
   if (!fiber_) return park_thread(-1);
   Runtime* rt = current_runtime();
   if (rt->stopping()) {
+    // Close our own wait; if a waker won instead, park to consume its unpark.
     Ticket t;
-    if (open_ticket(t)) claim(t, WakeReason::unwind);
+    if (open_ticket(t) && claim(t, WakeReason::unwind)) return WakeReason::unwind;
   }
   rt->park_current(fiber_);
   return last_reason();
@@ -370,6 +371,10 @@ inline Runtime::~Runtime() {
 }
 
 inline void Runtime::start() {
+  // The thread inside run() is blocked in a goro call for deadlock purposes,
+  // from before the first fiber runs until wait_and_stop() returns.
+  thread_parker();
+  g_active_threads.fetch_sub(1, std::memory_order_seq_cst);
   for (auto& w : workers_) {
     Worker* worker = w.get();
     worker->thread = std::thread([this, worker] { worker_main(worker); });
@@ -390,9 +395,6 @@ inline void Runtime::fail(std::exception_ptr e) noexcept {
 }
 
 inline void Runtime::wait_and_stop() {
-  // The thread inside run() is blocked in a goro call for deadlock purposes.
-  thread_parker();
-  g_active_threads.fetch_sub(1, std::memory_order_seq_cst);
   std::string leak_report;
   std::size_t leaked = 0;
   {
@@ -410,7 +412,8 @@ inline void Runtime::wait_and_stop() {
     futex_wake(&w->wake_word);
   }
   for (auto& w : workers_) w->thread.join();
-  timers().clear();
+  // Timers created by fibers (Timer, Ticker, after) may outlive the runtime:
+  // the TimerService thread keeps firing them.
   g_active_threads.fetch_add(1, std::memory_order_seq_cst);
 
   std::unique_lock lock(mutex_);

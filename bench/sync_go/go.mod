@@ -1,0 +1,3 @@
+module gorosyncbench
+
+go 1.19

@@ -1,0 +1,287 @@
+// goro::Channel<T>: Go's chan T, with send-only and receive-only views.
+//
+//   goro::Channel<int> jobs(100);           // make(chan int, 100)
+//   goro::go([jobs] { for (int j : jobs) process(j); });   // for j := range jobs
+//   jobs.send(1);                           // jobs <- 1
+//   jobs.close();                           // close(jobs)
+//
+// A Channel is a shared handle: copies name the same channel, and the channel
+// lives as long as any handle does. `Channel<T> ch;` is unbuffered,
+// `Channel<T> ch(n)` has capacity n, `Channel<T> ch = nullptr;` is a nil
+// channel (blocks forever; never chosen by select).
+//
+// Thread-safety: every operation is safe from any fiber or plain thread; a
+// fiber parks, a plain thread blocks. Values are moved, never copied, on the
+// way through. Go's memory model holds: a send happens-before the matching
+// receive completes, and close happens-before a receive that returns because
+// of it.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+
+#include "detail/channel/chan.hpp"
+#include "detail/unwind.hpp"
+#include "errors.hpp"
+#include "runtime.hpp"
+#include "unit.hpp"
+
+namespace goro {
+
+template <class T>
+class SendChannel;
+template <class T>
+class RecvChannel;
+
+namespace detail {
+
+template <class T>
+using ChanPtr = std::shared_ptr<ChanState<T>>;
+
+// Shared implementation of the channel operations on a (possibly nil) state.
+template <class T>
+struct ChanOps {
+  static void send(ChanState<T>* c, T& v);
+  static std::optional<T> recv(ChanState<T>* c);
+  static bool try_send(ChanState<T>* c, T& v);
+  static std::optional<T> try_recv(ChanState<T>* c);
+  static void close(ChanState<T>* c);
+};
+
+[[noreturn]] inline void park_forever(const char* what) {
+  Parker& self = Parker::current();
+  self.prepare(what);
+  self.park();  // only the unwinder can claim it
+  throw FiberUnwind{};
+}
+
+[[noreturn]] inline void throw_send_on_closed() {
+  throw channel_closed("goro: send on closed channel");
+}
+
+// RecvIterator drives `for (T v : ch)`: it receives until closed and drained.
+template <class T>
+class RecvIterator {
+ public:
+  using value_type = T;
+  using difference_type = std::ptrdiff_t;
+
+  RecvIterator() = default;
+  explicit RecvIterator(ChanState<T>* c) : chan_(c) { ++*this; }
+
+  // Yields an rvalue so `for (T v : ch)` moves move-only values out.
+  T&& operator*() { return std::move(*value_); }
+  RecvIterator& operator++() {
+    value_ = ChanOps<T>::recv(chan_);
+    return *this;
+  }
+  void operator++(int) { ++*this; }
+  friend bool operator==(const RecvIterator& it, std::default_sentinel_t) { return !it.value_; }
+
+ private:
+  ChanState<T>* chan_ = nullptr;
+  std::optional<T> value_;
+};
+
+}  // namespace detail
+
+// Channel<T> is a bidirectional channel handle.
+template <class T>
+class Channel {
+ public:
+  using value_type = T;
+
+  // Channel() makes an unbuffered (rendezvous) channel.
+  Channel() : state_(std::make_shared<detail::ChanState<T>>(0)) {}
+  // Channel(n) makes a channel with capacity n (0: unbuffered). Throws
+  // std::length_error, before allocating, for a negative or impossible n.
+  template <std::integral I>
+  explicit Channel(I capacity) : state_(make_state(capacity)) {}
+  // Channel(nullptr) is the nil channel.
+  Channel(std::nullptr_t) noexcept {}
+
+  // send() blocks until `v` is delivered to a receiver or buffered. Throws
+  // goro::channel_closed if the channel is (or becomes, while waiting) closed.
+  void send(T v) const { detail::ChanOps<T>::send(get(), v); }
+  // recv() blocks until a value arrives; std::nullopt once closed and drained.
+  std::optional<T> recv() const { return detail::ChanOps<T>::recv(get()); }
+  // try_send() never blocks: false, leaving `v` untouched, if it would.
+  // Throws goro::channel_closed on a closed channel.
+  bool try_send(T&& v) const { return detail::ChanOps<T>::try_send(get(), v); }
+  // try_recv() never blocks: std::nullopt if nothing is ready (or closed and drained).
+  std::optional<T> try_recv() const { return detail::ChanOps<T>::try_recv(get()); }
+  // close() closes the channel: receivers drain the buffer, then get nullopt;
+  // blocked senders throw. Throws goro::channel_closed if already closed.
+  void close() const { detail::ChanOps<T>::close(get()); }
+
+  bool closed() const noexcept { return state_ && state_->closed(); }
+  std::size_t size() const noexcept { return state_ ? state_->size() : 0; }
+  std::size_t capacity() const noexcept { return state_ ? state_->capacity() : 0; }
+  bool is_nil() const noexcept { return !state_; }
+  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+
+  // Range: `for (T v : ch)` receives until the channel is closed and drained.
+  detail::RecvIterator<T> begin() const { return detail::RecvIterator<T>(get()); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+  friend bool operator==(const Channel& a, const Channel& b) noexcept { return a.state_ == b.state_; }
+
+  // Internal: the shared state (null for nil).
+  detail::ChanState<T>* get() const noexcept { return state_.get(); }
+  const detail::ChanPtr<T>& state() const noexcept { return state_; }
+
+ private:
+  template <class I>
+  static detail::ChanPtr<T> make_state(I capacity) {
+    if constexpr (std::is_signed_v<I>) {
+      if (capacity < 0) throw std::length_error("goro::Channel: negative capacity");
+    }
+    return std::make_shared<detail::ChanState<T>>(static_cast<std::size_t>(capacity));
+  }
+
+  detail::ChanPtr<T> state_;
+};
+
+// SendChannel<T> is a send-only view (Go's chan<- T): no recv, no range.
+template <class T>
+class SendChannel {
+ public:
+  using value_type = T;
+  SendChannel(std::nullptr_t) noexcept {}
+  SendChannel(const Channel<T>& ch) noexcept : state_(ch.state()) {}
+
+  void send(T v) const { detail::ChanOps<T>::send(get(), v); }
+  bool try_send(T&& v) const { return detail::ChanOps<T>::try_send(get(), v); }
+  void close() const { detail::ChanOps<T>::close(get()); }
+  bool closed() const noexcept { return state_ && state_->closed(); }
+  std::size_t size() const noexcept { return state_ ? state_->size() : 0; }
+  std::size_t capacity() const noexcept { return state_ ? state_->capacity() : 0; }
+  bool is_nil() const noexcept { return !state_; }
+
+  detail::ChanState<T>* get() const noexcept { return state_.get(); }
+
+ private:
+  detail::ChanPtr<T> state_;
+};
+
+// RecvChannel<T> is a receive-only view (Go's <-chan T): no send, no close.
+template <class T>
+class RecvChannel {
+ public:
+  using value_type = T;
+  RecvChannel(std::nullptr_t) noexcept {}
+  RecvChannel(const Channel<T>& ch) noexcept : state_(ch.state()) {}
+
+  std::optional<T> recv() const { return detail::ChanOps<T>::recv(get()); }
+  std::optional<T> try_recv() const { return detail::ChanOps<T>::try_recv(get()); }
+  bool closed() const noexcept { return state_ && state_->closed(); }
+  std::size_t size() const noexcept { return state_ ? state_->size() : 0; }
+  std::size_t capacity() const noexcept { return state_ ? state_->capacity() : 0; }
+  bool is_nil() const noexcept { return !state_; }
+
+  detail::RecvIterator<T> begin() const { return detail::RecvIterator<T>(get()); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+  detail::ChanState<T>* get() const noexcept { return state_.get(); }
+
+ private:
+  detail::ChanPtr<T> state_;
+};
+
+// ---------------------------------------------------------------------------
+
+namespace detail {
+
+template <class T>
+void ChanOps<T>::send(ChanState<T>* c, T& v) {
+  if (!c) park_forever("chan send (nil chan)");
+  ChanWaiter<T> self_waiter;
+  Parker* self = nullptr;
+  {
+    WakeList wake;
+    std::unique_lock lock(c->lock);
+    if (c->closed_locked()) {
+      lock.unlock();
+      throw_send_on_closed();
+    }
+    if (c->try_send_locked(v, wake)) return;
+    self = &Parker::current();
+    self_waiter.ticket = self->prepare("chan send");
+    self_waiter.send_value = &v;
+    c->enqueue_sender(&self_waiter);
+  }
+  WakeReason reason = self->park();
+  if (reason == WakeReason::unwind) {
+    std::lock_guard lock(c->lock);
+    c->dequeue_sender(&self_waiter);
+    throw FiberUnwind{};
+  }
+  if (self_waiter.closed) throw_send_on_closed();
+}
+
+template <class T>
+std::optional<T> ChanOps<T>::recv(ChanState<T>* c) {
+  if (!c) park_forever("chan receive (nil chan)");
+  std::optional<T> out;
+  ChanWaiter<T> self_waiter;
+  Parker* self = nullptr;
+  {
+    WakeList wake;
+    std::lock_guard lock(c->lock);
+    if (c->try_recv_locked(out, wake) != RecvStatus::would_block) return out;
+    self = &Parker::current();
+    self_waiter.ticket = self->prepare("chan receive");
+    self_waiter.recv_slot = &out;
+    c->enqueue_receiver(&self_waiter);
+  }
+  if (self->park() == WakeReason::unwind) {
+    std::lock_guard lock(c->lock);
+    c->dequeue_receiver(&self_waiter);
+    throw FiberUnwind{};
+  }
+  return out;  // empty if woken by close()
+}
+
+template <class T>
+bool ChanOps<T>::try_send(ChanState<T>* c, T& v) {
+  if (!c) return false;
+  if (!c->closed() && c->send_would_block()) return false;
+  WakeList wake;
+  std::unique_lock lock(c->lock);
+  if (c->closed_locked()) {
+    lock.unlock();
+    throw_send_on_closed();
+  }
+  return c->try_send_locked(v, wake);
+}
+
+template <class T>
+std::optional<T> ChanOps<T>::try_recv(ChanState<T>* c) {
+  std::optional<T> out;
+  if (!c) return out;
+  if (c->recv_would_block() && !c->closed()) return out;
+  WakeList wake;
+  std::lock_guard lock(c->lock);
+  c->try_recv_locked(out, wake);
+  return out;
+}
+
+template <class T>
+void ChanOps<T>::close(ChanState<T>* c) {
+  if (!c) throw channel_closed("goro: close of nil channel");
+  WakeList wake;
+  std::unique_lock lock(c->lock);
+  if (!c->close_locked(wake)) {
+    lock.unlock();
+    throw channel_closed("goro: close of closed channel");
+  }
+}
+
+}  // namespace detail
+}  // namespace goro

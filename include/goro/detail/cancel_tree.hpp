@@ -1,0 +1,361 @@
+// The tree behind goro::Context: Go's context package internals.
+//
+// Nodes. Every Context names a ContextNode, shared (shared_ptr) by handles
+// and by its children, each of which holds its parent: a node keeps its
+// ancestors alive, never its descendants.
+//   - the background node: no parent, never cancelled, no deadline;
+//   - a CancelNode (with_cancel / with_timeout / with_deadline): can be
+//     cancelled, and has children to cancel with it;
+//   - a ValueNode<V> (with_value): a key and a value.
+// Each node records `canceller`, the nearest CancelNode at or above it (null
+// if there is none: such a context is never done), and `deadline_ns`, the
+// earliest deadline on its path to the root. So err(), done() and deadline()
+// are O(1); only value() walks up the chain, like Go.
+//
+// Cancellation. A CancelNode is registered with its parent's canceller in an
+// intrusive list of children. Cancelling sets `err_`, closes the done channel
+// (if anyone asked for it), claims internal waiters (Semaphore's
+// context-aware acquire) and detaches the whole child list in one pass under
+// its lock; the children, pinned by strong references taken under that lock,
+// are then cancelled from a work list, not by recursion, so neither a wide
+// tree (100,000 children) nor a deep one costs stack. The root of a
+// cancellation unlinks itself from its parent, and so does a node that is
+// destroyed, so a long-lived parent does not accumulate dead children.
+//
+// Deadlines. A node whose deadline is earlier than its parent's owns a
+// TimerNode on the runtime's timer heap (no thread per context). While
+// queued, the heap holds a reference to the node (`timer_ref_`), released
+// when the timer fires or the node is cancelled, as Go's timer holds its
+// context. TimerService fires due timers even when no runtime is running.
+//
+// Locks. Each CancelNode's `lock_` guards its children list, the link fields
+// of those children (`prev_sibling_`, `next_sibling_`, `linked_`), its
+// waiters and the creation of its done channel. Lock order: a node's lock may
+// be held while taking the timer heap's lock or a fresh channel's lock; a
+// parent's lock is never taken while a child's is held, and vice versa (the
+// cancel work list takes them one at a time). No lock is held across park().
+#pragma once
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "../channel.hpp"
+#include "../unit.hpp"
+#include "config.hpp"
+#include "parker.hpp"
+#include "spin_lock.hpp"
+#include "timer_heap.hpp"
+#include "timer_service.hpp"
+#include "wait_list.hpp"
+
+namespace goro::detail {
+
+// Why a context is done; the non-zero values equal goro::errc's.
+enum class CancelReason : std::uint8_t { none = 0, canceled = 1, deadline_exceeded = 2 };
+
+inline constexpr std::int64_t kNoDeadline = INT64_MAX;
+
+class CancelNode;
+
+class ContextNode {
+ public:
+  ContextNode() = default;
+  explicit ContextNode(std::shared_ptr<ContextNode> parent_node) noexcept
+      : parent(std::move(parent_node)),
+        canceller(parent->canceller),
+        deadline_ns(parent->deadline_ns) {}
+  ContextNode(const ContextNode&) = delete;
+  ContextNode& operator=(const ContextNode&) = delete;
+  virtual ~ContextNode();
+
+  std::shared_ptr<ContextNode> parent;  // null for the background node
+  CancelNode* canceller = nullptr;      // nearest CancelNode at or above; kept alive via `parent`
+  std::int64_t deadline_ns = kNoDeadline;
+  const void* key = nullptr;    // a ValueNode's ContextKey (by address)
+  const void* value = nullptr;  // a ValueNode's value
+};
+
+// ValueNode<V> carries one value for one key.
+template <class V>
+class ValueNode final : public ContextNode {
+ public:
+  template <class U>
+  ValueNode(std::shared_ptr<ContextNode> parent_node, const void* key_address, U&& v)
+      : ContextNode(std::move(parent_node)), stored_(std::forward<U>(v)) {
+    key = key_address;
+    value = &stored_;
+  }
+
+ private:
+  V stored_;
+};
+
+class CancelNode final : public ContextNode, public std::enable_shared_from_this<CancelNode> {
+ public:
+  // make() creates a node under `parent` and registers it with the parent's
+  // canceller (born cancelled if that one already is). `deadline_ns` is this
+  // node's own deadline (kNoDeadline: none); a timer is armed only if it is
+  // earlier than the inherited one.
+  static std::shared_ptr<CancelNode> make(std::shared_ptr<ContextNode> parent, std::int64_t deadline_ns);
+
+  explicit CancelNode(std::shared_ptr<ContextNode> parent_node) noexcept
+      : ContextNode(std::move(parent_node)) {
+    canceller = this;
+  }
+  ~CancelNode() override { unlink_from_parent(); }
+
+  CancelReason reason() const noexcept { return err_.load(std::memory_order_acquire); }
+  // cancel() cancels this node and every descendant with `why` (a no-op if
+  // it is already cancelled) and unlinks it from its parent.
+  void cancel(CancelReason why);
+  // done_channel() is the channel closed on cancellation, made on first use.
+  RecvChannel<Unit> done_channel();
+  // add_waiter() queues `n` to be claimed (WakeReason::signaled) on
+  // cancellation; false, queueing nothing, if the node is already cancelled.
+  bool add_waiter(WaitList::Node* n);
+  void remove_waiter(WaitList::Node* n) noexcept;
+
+  // For tests and benchmarks: the number of linked children.
+  std::size_t child_count() noexcept {
+    std::lock_guard guard(lock_);
+    return child_count_;
+  }
+
+ private:
+  // DeadlineTimer puts a back pointer next to the TimerNode (first member, so
+  // the heap's TimerNode* converts back).
+  struct DeadlineTimer {
+    TimerNode node;
+    CancelNode* owner = nullptr;
+  };
+
+  bool cancel_one(CancelReason why, std::vector<std::shared_ptr<CancelNode>>& work);
+  void arm_timer(std::int64_t when);
+  void unlink_from_parent() noexcept;
+  static const Channel<Unit>& closed_channel();
+
+  SpinLock lock_;
+  std::atomic<CancelReason> err_{CancelReason::none};
+  CancelNode* parent_canceller_ = nullptr;  // the node we are registered with; alive via `parent`
+
+  // Children, guarded by lock_.
+  CancelNode* first_child_ = nullptr;
+  std::size_t child_count_ = 0;
+  // Our links in parent_canceller_'s list, guarded by parent_canceller_->lock_.
+  CancelNode* prev_sibling_ = nullptr;
+  CancelNode* next_sibling_ = nullptr;
+  bool linked_ = false;
+
+  // Written once under lock_, then published by has_done_.
+  std::atomic<bool> has_done_{false};
+  Channel<Unit> done_ = nullptr;
+
+  WaitList waiters_;  // guarded by lock_
+
+  DeadlineTimer timer_;
+  std::shared_ptr<CancelNode> timer_ref_;  // the heap's reference while the timer is queued
+  // Set before the timer is queued, so cancel_one() leaves the global timer
+  // heap's lock alone for the (many) nodes that never had a timer.
+  std::atomic<bool> timer_armed_{false};
+};
+
+// ---------------------------------------------------------------------------
+// Releasing chains without recursion.
+//
+// Dropping the last handle of a deep chain would destroy each node from its
+// child's destructor, one stack frame per level: enough to overflow a fiber
+// stack on a chain of a few thousand contexts. Instead the outermost
+// destructor on a thread runs a trampoline: nested destructors park their
+// parent reference in a small per-thread buffer and return, and the outer
+// one releases them in a loop. The buffer is trivially destructible raw
+// storage (it is always empty between destructor calls), so it is safe even
+// from static destructors after thread_local destruction; if it ever fills
+// up (a value holding many contexts), releases fall back to plain recursion.
+
+struct ReleaseTrampoline {
+  static constexpr int kSlots = 32;
+  bool active;
+  int count;
+  alignas(std::shared_ptr<ContextNode>) unsigned char storage[kSlots * sizeof(std::shared_ptr<ContextNode>)];
+  std::shared_ptr<ContextNode>* slot(int i) noexcept {
+    return std::launder(reinterpret_cast<std::shared_ptr<ContextNode>*>(storage) + i);
+  }
+};
+
+GORO_NOINLINE inline ReleaseTrampoline& release_trampoline() noexcept {
+  thread_local ReleaseTrampoline trampoline;  // zero-initialized, trivially destructible
+  return trampoline;
+}
+
+inline ContextNode::~ContextNode() {
+  if (!parent) return;
+  ReleaseTrampoline& t = release_trampoline();
+  if (t.active) {
+    if (t.count < ReleaseTrampoline::kSlots) new (t.slot(t.count++)) std::shared_ptr<ContextNode>(std::move(parent));
+    return;  // else `parent` is released by the member destructor, recursively
+  }
+  t.active = true;
+  parent.reset();
+  while (t.count > 0) {
+    std::shared_ptr<ContextNode>* s = t.slot(--t.count);
+    std::shared_ptr<ContextNode> next = std::move(*s);
+    s->~shared_ptr();
+    next.reset();  // may park more references in the buffer
+  }
+  t.active = false;
+}
+
+// background_node() is the root every tree hangs from. Never destroyed: it
+// may be referenced from static Contexts and detached threads at exit.
+inline const std::shared_ptr<ContextNode>& background_node() {
+  static const auto* root = new std::shared_ptr<ContextNode>(std::make_shared<ContextNode>());
+  return *root;
+}
+
+// ---------------------------------------------------------------------------
+// CancelNode
+
+inline std::shared_ptr<CancelNode> CancelNode::make(std::shared_ptr<ContextNode> parent,
+                                                    std::int64_t deadline_ns) {
+  auto node = std::make_shared<CancelNode>(std::move(parent));
+  ContextNode* p = node->parent.get();
+  if (CancelNode* pc = p->canceller) {
+    node->parent_canceller_ = pc;
+    std::lock_guard guard(pc->lock_);
+    CancelReason r = pc->err_.load(std::memory_order_relaxed);
+    if (r != CancelReason::none) {
+      node->err_.store(r, std::memory_order_relaxed);  // born cancelled, like Go's propagateCancel
+    } else {
+      node->next_sibling_ = pc->first_child_;
+      if (pc->first_child_) pc->first_child_->prev_sibling_ = node.get();
+      pc->first_child_ = node.get();
+      node->linked_ = true;
+      ++pc->child_count_;
+    }
+  }
+  if (deadline_ns < node->deadline_ns) {
+    node->deadline_ns = deadline_ns;
+    if (deadline_ns <= now_ns()) {
+      node->cancel(CancelReason::deadline_exceeded);
+    } else if (node->reason() == CancelReason::none) {
+      node->arm_timer(deadline_ns);
+    }
+  }
+  return node;
+}
+
+inline void CancelNode::arm_timer(std::int64_t when) {
+  timer_.owner = this;
+  timer_.node.when = when;
+  timer_.node.expire = [](TimerNode* n, WakeList&, TimerNode*& later) {
+    n->later_next = later;  // cancel after the heap lock is released
+    later = n;
+  };
+  timer_.node.run_later = [](TimerNode* n) {
+    CancelNode* self = reinterpret_cast<DeadlineTimer*>(n)->owner;
+    std::shared_ptr<CancelNode> ref = std::move(self->timer_ref_);  // the heap's reference, now ours
+    ref->cancel(CancelReason::deadline_exceeded);
+  };
+  timer_ref_ = shared_from_this();
+  timer_armed_.store(true, std::memory_order_seq_cst);
+  TimerService::instance().schedule(&timer_.node);
+  // A cancel that ran before the timer was queued could not dequeue it. (The
+  // seq_cst pair timer_armed_/err_ means at least one of us sees the other.)
+  if (err_.load(std::memory_order_seq_cst) != CancelReason::none && timers().remove(&timer_.node)) {
+    timer_ref_.reset();
+  }
+}
+
+inline void CancelNode::cancel(CancelReason why) {
+  std::vector<std::shared_ptr<CancelNode>> work;
+  if (!cancel_one(why, work)) return;
+  unlink_from_parent();
+  while (!work.empty()) {
+    std::shared_ptr<CancelNode> child = std::move(work.back());
+    work.pop_back();
+    child->cancel_one(why, work);
+  }
+}
+
+inline bool CancelNode::cancel_one(CancelReason why, std::vector<std::shared_ptr<CancelNode>>& work) {
+  WakeList wake;  // declared first: unparks after lock_ is released
+  Channel<Unit> done = nullptr;
+  std::shared_ptr<CancelNode> timer_ref;  // dropped last; the caller holds another reference
+  {
+    std::lock_guard guard(lock_);
+    if (err_.load(std::memory_order_relaxed) != CancelReason::none) return false;
+    work.reserve(work.size() + child_count_);
+    err_.store(why, std::memory_order_seq_cst);
+    for (CancelNode* c = first_child_; c; c = c->next_sibling_) {
+      c->linked_ = false;
+      // A child whose last handle is gone is being destroyed (its destructor
+      // waits for lock_ to unlink itself): there is nothing to cancel.
+      if (std::shared_ptr<CancelNode> pinned = c->weak_from_this().lock()) work.push_back(std::move(pinned));
+    }
+    first_child_ = nullptr;
+    child_count_ = 0;
+    waiters_.claim_all(wake);
+    if (has_done_.load(std::memory_order_relaxed)) done = done_;
+  }
+  if (done) done.close();
+  if (timer_armed_.load(std::memory_order_seq_cst) && timers().remove(&timer_.node)) {
+    timer_ref = std::move(timer_ref_);
+  }
+  return true;
+}
+
+inline void CancelNode::unlink_from_parent() noexcept {
+  CancelNode* pc = parent_canceller_;
+  if (!pc) return;
+  std::lock_guard guard(pc->lock_);
+  if (!linked_) return;
+  if (prev_sibling_) prev_sibling_->next_sibling_ = next_sibling_; else pc->first_child_ = next_sibling_;
+  if (next_sibling_) next_sibling_->prev_sibling_ = prev_sibling_;
+  prev_sibling_ = next_sibling_ = nullptr;
+  linked_ = false;
+  --pc->child_count_;
+}
+
+inline const Channel<Unit>& CancelNode::closed_channel() {
+  static const auto* closed = [] {
+    auto* ch = new Channel<Unit>();
+    ch->close();
+    return ch;
+  }();
+  return *closed;
+}
+
+inline RecvChannel<Unit> CancelNode::done_channel() {
+  if (has_done_.load(std::memory_order_acquire)) return done_;
+  if (reason() != CancelReason::none) return closed_channel();  // Go's closedchan: no allocation
+  Channel<Unit> fresh;  // allocated before taking the spin lock
+  std::lock_guard guard(lock_);
+  if (!has_done_.load(std::memory_order_relaxed)) {
+    // Cancelled since the check above: cancel_one() did not see a channel to
+    // close, so close it here.
+    if (err_.load(std::memory_order_relaxed) != CancelReason::none) fresh.close();
+    done_ = std::move(fresh);
+    has_done_.store(true, std::memory_order_release);
+  }
+  return done_;
+}
+
+inline bool CancelNode::add_waiter(WaitList::Node* n) {
+  std::lock_guard guard(lock_);
+  if (err_.load(std::memory_order_relaxed) != CancelReason::none) return false;
+  waiters_.push(n);
+  return true;
+}
+
+inline void CancelNode::remove_waiter(WaitList::Node* n) noexcept {
+  std::lock_guard guard(lock_);
+  waiters_.remove(n);
+}
+
+}  // namespace goro::detail

@@ -1,0 +1,222 @@
+// The channel algorithm, after Go's runtime/chan.go: one small lock per
+// channel, a Ring for the buffer, and FIFO queues of parked senders and
+// receivers whose waiter records (ChanWaiter) live on the parked fibers'
+// stacks.
+//
+// Invariants (ignoring stale waiters, see below):
+//   - at least one of sendq and recvq is empty;
+//   - sendq non-empty implies the buffer is full (unbuffered: always "full");
+//   - recvq non-empty implies the buffer is empty;
+//   - once closed, sendq and recvq are empty and stay empty.
+// A waiter of a select can stay queued after another case of the same select
+// won (its ticket is already claimed): a waker that dequeues it fails the
+// claim and skips it, and the select removes its leftovers itself. Such stale
+// waiters are why the invariants only hold for claimable ones.
+//
+// Direct handoff: a sender that finds a parked receiver moves the value
+// straight into the receiver's slot and unparks it (into the waker's
+// runnext slot when the waker is a fiber); a receiver that finds a parked
+// sender on a full buffer takes the buffer's head and moves the sender's value
+// into the tail, so FIFO order holds.
+//
+// Lock: `lock` guards buffer, sendq, recvq, closed and every queued waiter's
+// fields. The mirrors (closed_flag, count, waiting senders/receivers) are
+// written under the lock and read without it by the "would block" fast paths
+// of try_send/try_recv and non-blocking select. Select takes the locks of all
+// its channels in address order (select/commit.hpp). No other lock is ever
+// taken while a channel lock is held, except the timer heap's.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <optional>
+#include <utility>
+
+#include "../parker.hpp"
+#include "../spin_lock.hpp"
+#include "ring.hpp"
+
+namespace goro::detail {
+
+// SelectRecord is shared by all the waiters of one blocking select: the
+// waker that claims the select's ticket writes the winning case here.
+struct SelectRecord {
+  std::size_t winner = static_cast<std::size_t>(-1);
+};
+
+template <class T>
+struct ChanWaiter {
+  Parker::Ticket ticket{};
+  ChanWaiter* prev = nullptr;
+  ChanWaiter* next = nullptr;
+  bool queued = false;
+  T* send_value = nullptr;                // a sender's value, moved from only by its taker
+  std::optional<T>* recv_slot = nullptr;  // where a receiver's value goes
+  bool closed = false;                    // woken by close() rather than a transfer
+  SelectRecord* select = nullptr;         // null for a plain send/recv
+  std::size_t case_index = 0;
+};
+
+// WaitQueue: FIFO of ChanWaiters, guarded by the channel lock.
+template <class T>
+class WaitQueue {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+
+  void push(ChanWaiter<T>* w) noexcept {
+    w->prev = tail_;
+    w->next = nullptr;
+    if (tail_) tail_->next = w; else head_ = w;
+    tail_ = w;
+    w->queued = true;
+    ++size_;
+  }
+  void remove(ChanWaiter<T>* w) noexcept {
+    if (!w->queued) return;
+    if (w->prev) w->prev->next = w->next; else head_ = w->next;
+    if (w->next) w->next->prev = w->prev; else tail_ = w->prev;
+    w->queued = false;
+    --size_;
+  }
+  // take() dequeues the first waiter whose ticket it can claim (recording
+  // the winning select case) and queues its Parker on `wake`; stale waiters
+  // on the way are dropped. Returns null when none is left.
+  ChanWaiter<T>* take(WakeList& wake) noexcept {
+    while (ChanWaiter<T>* w = head_) {
+      remove(w);
+      if (Parker::claim(w->ticket, WakeReason::signaled)) {
+        if (w->select) w->select->winner = w->case_index;
+        wake.add(w->ticket.parker);
+        return w;
+      }
+    }
+    return nullptr;
+  }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  ChanWaiter<T>* head_ = nullptr;
+  ChanWaiter<T>* tail_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// ChanBase is what select needs of any channel: its lock.
+struct ChanBase {
+  SpinLock lock;
+};
+
+enum class RecvStatus { value, closed, would_block };
+
+template <class T>
+class ChanState : public ChanBase {
+ public:
+  explicit ChanState(std::size_t capacity) : buffer_(capacity) {}
+  ChanState(const ChanState&) = delete;
+  ChanState& operator=(const ChanState&) = delete;
+
+  std::size_t capacity() const noexcept { return buffer_.capacity(); }
+  std::size_t size() const noexcept { return count_.load(std::memory_order_acquire); }
+  bool closed() const noexcept { return closed_flag_.load(std::memory_order_acquire); }
+
+  // Lock-free "would block" tests (Go's full()/empty()); a stale answer only
+  // sends the caller to the locked path or is linearizable as "not ready".
+  bool send_would_block() const noexcept {
+    return capacity() == 0 ? recv_waiting_.load(std::memory_order_acquire) == 0
+                           : count_.load(std::memory_order_acquire) == capacity();
+  }
+  bool recv_would_block() const noexcept {
+    return capacity() == 0 ? send_waiting_.load(std::memory_order_acquire) == 0
+                           : count_.load(std::memory_order_acquire) == 0;
+  }
+
+  // --- Operations below require `lock` held. ---
+
+  bool closed_locked() const noexcept { return closed_; }
+
+  // try_send_locked() delivers `v` to a waiting receiver or the buffer and
+  // returns true, or returns false (v untouched) when it would block. The
+  // channel must be open.
+  bool try_send_locked(T& v, WakeList& wake) {
+    if (ChanWaiter<T>* r = recvq_.take(wake)) {
+      r->recv_slot->emplace(std::move(v));
+      sync_mirrors();
+      return true;
+    }
+    if (!buffer_.full()) {
+      buffer_.push(std::move(v));
+      sync_mirrors();
+      return true;
+    }
+    return false;
+  }
+
+  // try_recv_locked() takes a value into `out`, or reports closed-and-drained,
+  // or would_block.
+  RecvStatus try_recv_locked(std::optional<T>& out, WakeList& wake) {
+    if (ChanWaiter<T>* s = sendq_.take(wake)) {
+      if (buffer_.capacity() == 0) {
+        out.emplace(std::move(*s->send_value));
+      } else {  // full buffer: take its head, the sender's value goes to the tail
+        out.emplace(buffer_.pop());
+        buffer_.push(std::move(*s->send_value));
+      }
+      sync_mirrors();
+      return RecvStatus::value;
+    }
+    if (!buffer_.empty()) {
+      out.emplace(buffer_.pop());
+      sync_mirrors();
+      return RecvStatus::value;
+    }
+    return closed_ ? RecvStatus::closed : RecvStatus::would_block;
+  }
+
+  void enqueue_sender(ChanWaiter<T>* w) noexcept {
+    sendq_.push(w);
+    sync_mirrors();
+  }
+  void enqueue_receiver(ChanWaiter<T>* w) noexcept {
+    recvq_.push(w);
+    sync_mirrors();
+  }
+  void dequeue_sender(ChanWaiter<T>* w) noexcept {
+    sendq_.remove(w);
+    sync_mirrors();
+  }
+  void dequeue_receiver(ChanWaiter<T>* w) noexcept {
+    recvq_.remove(w);
+    sync_mirrors();
+  }
+
+  // close_locked() marks the channel closed and wakes every waiter: receivers
+  // get "closed", senders will throw channel_closed. Returns false if it was
+  // already closed.
+  bool close_locked(WakeList& wake) noexcept {
+    if (closed_) return false;
+    closed_ = true;
+    closed_flag_.store(true, std::memory_order_release);
+    while (ChanWaiter<T>* r = recvq_.take(wake)) r->closed = true;
+    while (ChanWaiter<T>* s = sendq_.take(wake)) s->closed = true;
+    sync_mirrors();
+    return true;
+  }
+
+ private:
+  void sync_mirrors() noexcept {
+    count_.store(buffer_.size(), std::memory_order_release);
+    send_waiting_.store(sendq_.size(), std::memory_order_release);
+    recv_waiting_.store(recvq_.size(), std::memory_order_release);
+  }
+
+  Ring<T> buffer_;
+  WaitQueue<T> sendq_;
+  WaitQueue<T> recvq_;
+  bool closed_ = false;
+
+  std::atomic<bool> closed_flag_{false};
+  std::atomic<std::size_t> count_{0};
+  std::atomic<std::size_t> send_waiting_{0};
+  std::atomic<std::size_t> recv_waiting_{0};
+};
+
+}  // namespace goro::detail

@@ -1,0 +1,53 @@
+// TimerService: makes sure pending timers fire even when no goro worker is
+// around to run them (Timer, Ticker and after() used from plain threads, or
+// outliving a runtime). A background thread, started on first use, sleeps
+// until the earliest deadline; while a runtime runs, its workers fire due
+// timers too, whichever comes first.
+#pragma once
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <thread>
+
+#include "futex.hpp"
+#include "scheduler.hpp"
+#include "timer_heap.hpp"
+
+namespace goro::detail {
+
+class TimerService {
+ public:
+  static TimerService& instance() {
+    static TimerService* service = new TimerService();  // lives for the process
+    return *service;
+  }
+
+  // schedule() queues `node` and wakes whoever must notice a new earliest.
+  void schedule(TimerNode* node) {
+    if (!timers().add(node)) return;
+    if (Runtime* rt = current_runtime()) rt->timer_added();
+    nudge_.fetch_add(1, std::memory_order_release);
+    futex_wake(&nudge_);
+  }
+
+ private:
+  TimerService() { std::thread([this] { loop(); }).detach(); }
+
+  [[noreturn]] void loop() {
+    for (;;) {
+      std::uint32_t seen = nudge_.load(std::memory_order_acquire);
+      std::int64_t now = now_ns();
+      std::int64_t earliest = timers().earliest();
+      if (earliest <= now) {
+        timers().run_due(now);
+        continue;
+      }
+      futex_wait(&nudge_, seen, earliest == INT64_MAX ? -1 : earliest - now);
+    }
+  }
+
+  std::atomic<std::uint32_t> nudge_{0};
+};
+
+}  // namespace goro::detail

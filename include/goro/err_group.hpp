@@ -1,0 +1,197 @@
+// goro::ErrGroup: Go's golang.org/x/sync/errgroup. A WaitGroup whose
+// functions can fail, with the first failure reported by wait(), and an
+// optional Context cancelled on that failure.
+//
+//   auto [group, ctx] = goro::ErrGroup::with_context(parent);
+//   for (auto& url : urls) group.go([ctx, url] { return fetch(ctx, url); });
+//   if (std::error_code e = group.wait()) ...;   // or wait() rethrows
+//
+// Design. An ErrGroup is a handle on shared state (copies name the same
+// group), so the functions it runs keep the state alive even if the handle
+// that started them is gone. The first failure (an exception, or a non-zero
+// std::error_code returned) is recorded under `lock`; later ones are dropped,
+// as in Go. set_limit() puts a Semaphore in front of go().
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "context.hpp"
+#include "detail/spin_lock.hpp"
+#include "detail/unwind.hpp"
+#include "runtime.hpp"
+#include "semaphore.hpp"
+#include "wait_group.hpp"
+
+namespace goro {
+
+// ErrGroup runs functions on fibers and waits for them all, keeping the
+// first failure. Functions return void or std::error_code; a thrown
+// exception is a failure too.
+//
+// Thread-safety: every member is safe from any fiber or thread; copies share
+// one group. Misuse (set_limit() while functions run) throws std::logic_error.
+class ErrGroup {
+ public:
+  // ErrGroup() is an empty group with no context and no limit.
+  ErrGroup();
+
+  // with_context() returns a group and a child of `parent` that is cancelled
+  // when a function of the group first fails, or when wait() returns.
+  static std::pair<ErrGroup, Context> with_context(const Context& parent);
+
+  // go() runs f on a new fiber. With a limit set, it first blocks until
+  // fewer than the limit of the group's functions are running (parking the
+  // caller).
+  template <class F>
+  void go(F&& f);
+  // try_go() is go() that never blocks: false, without running f, if the
+  // limit is reached.
+  template <class F>
+  bool try_go(F&& f);
+
+  // wait() blocks until every function started so far has returned, then
+  // rethrows the first failure if it was an exception, or returns the first
+  // error_code failure, or {} if nothing failed.
+  std::error_code wait();
+
+  // set_limit() bounds how many functions may run at once; negative means no
+  // limit, 0 makes go() block for good (and try_go() fail), as in Go. Throws
+  // std::logic_error if functions of the group are running.
+  void set_limit(std::ptrdiff_t n);
+
+ private:
+  struct State {
+    WaitGroup running;
+    std::atomic<std::int64_t> active{0};  // functions between go() and their end
+    detail::SpinLock lock;
+    bool failed = false;           // guarded by lock
+    std::exception_ptr exception;  // the first failure, if it was an exception; guarded by lock
+    std::error_code error;         // the first failure, if it was an error_code; guarded by lock
+    CancelFunc cancel;             // with_context's; set before any function runs
+    std::ptrdiff_t limit = -1;     // changed only while no function runs
+    std::unique_ptr<Semaphore> slots;  // null: no limit (or limit 0)
+
+    void fail(std::exception_ptr e, std::error_code ec) {
+      {
+        std::lock_guard guard(lock);
+        if (failed) return;
+        failed = true;
+        exception = std::move(e);
+        error = ec;
+      }
+      cancel();
+    }
+  };
+
+  template <class F>
+  void start(F&& f);  // a slot is already taken
+
+  std::shared_ptr<State> state_;
+};
+
+// ---------------------------------------------------------------------------
+
+inline ErrGroup::ErrGroup() : state_(std::make_shared<State>()) {}
+
+inline std::pair<ErrGroup, Context> ErrGroup::with_context(const Context& parent) {
+  auto [ctx, cancel] = with_cancel(parent);
+  ErrGroup group;
+  group.state_->cancel = std::move(cancel);
+  return {std::move(group), std::move(ctx)};
+}
+
+inline void ErrGroup::set_limit(std::ptrdiff_t n) {
+  State& s = *state_;
+  if (std::int64_t active = s.active.load(std::memory_order_acquire); active != 0) {
+    throw std::logic_error("goro::ErrGroup: set_limit() while " + std::to_string(active) +
+                           " functions of the group are still running");
+  }
+  s.limit = n < 0 ? -1 : n;
+  s.slots = n > 0 ? std::make_unique<Semaphore>(static_cast<std::int64_t>(n)) : nullptr;
+}
+
+template <class F>
+void ErrGroup::go(F&& f) {
+  State& s = *state_;
+  if (s.limit == 0) {
+    // Go's SetLimit(0): no function may ever start. Block like Go does (the
+    // deadlock detector names this wait), until the runtime unwinds us.
+    detail::Parker& self = detail::Parker::current();
+    self.prepare("errgroup.Group.Go (limit 0)");
+    self.park();
+    throw detail::FiberUnwind{};
+  }
+  if (s.slots) s.slots->acquire();
+  start(std::forward<F>(f));
+}
+
+template <class F>
+bool ErrGroup::try_go(F&& f) {
+  State& s = *state_;
+  if (s.limit == 0) return false;
+  if (s.slots && !s.slots->try_acquire()) return false;
+  start(std::forward<F>(f));
+  return true;
+}
+
+template <class F>
+void ErrGroup::start(F&& f) {
+  using Fn = std::decay_t<F>;
+  using Result = std::invoke_result_t<Fn&>;
+  static_assert(std::is_void_v<Result> || std::is_same_v<Result, std::error_code>,
+                "goro::ErrGroup::go: f must return void or std::error_code");
+  State& s = *state_;
+  s.active.fetch_add(1, std::memory_order_acq_rel);
+  s.running.add(1);
+  // Finish runs when f's fiber lets go of it, however f ended (unwinding
+  // included), or when goro::go() throws and the callable is dropped: it
+  // frees the slot, then counts f out. Move-only, so exactly one copy acts.
+  struct Finish {
+    std::shared_ptr<State> state;
+    explicit Finish(std::shared_ptr<State> s) noexcept : state(std::move(s)) {}
+    Finish(Finish&& other) noexcept = default;  // leaves `other` empty
+    Finish(const Finish&) = delete;
+    ~Finish() {
+      if (!state) return;
+      if (state->slots) state->slots->release();
+      state->active.fetch_sub(1, std::memory_order_acq_rel);
+      state->running.done();
+    }
+  };
+  goro::go([finish = Finish(state_), fn = Fn(std::forward<F>(f))]() mutable {
+    State& st = *finish.state;
+    try {
+      if constexpr (std::is_void_v<Result>) {
+        fn();
+      } else {
+        if (std::error_code e = fn()) st.fail(nullptr, e);
+      }
+    } catch (const detail::FiberUnwind&) {
+      throw;  // the runtime is stopping this fiber: not a failure of f
+    } catch (...) {
+      st.fail(std::current_exception(), {});
+    }
+  });
+}
+
+inline std::error_code ErrGroup::wait() {
+  State& s = *state_;
+  s.running.wait();
+  s.cancel();  // Go cancels the group's context when Wait returns
+  std::lock_guard guard(s.lock);
+  if (s.exception) std::rethrow_exception(s.exception);
+  return s.error;
+}
+
+}  // namespace goro

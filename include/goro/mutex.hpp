@@ -1,0 +1,320 @@
+// goro::Mutex: Go's sync.Mutex, a mutual-exclusion lock that parks fibers
+// (and blocks plain threads) instead of blocking worker threads. It meets the
+// standard Lockable requirements, so std::lock_guard, std::unique_lock and
+// std::scoped_lock work with it.
+//
+// Design (after Go's sync/mutex.go). The whole lock is one state word plus a
+// FIFO of parked waiters:
+//
+//   kLocked    the mutex is held.
+//   kWoken     an unlocker woke a waiter that is now on its way to compete
+//              for the lock, so further unlockers need not wake another.
+//   kStarving  starvation mode: the lock passes from the unlocker straight to
+//              the waiter at the front of the queue.
+//   kWaiters   the wait queue is non-empty.
+//
+// Normal mode. Waiters queue FIFO, but a woken waiter does not own the lock:
+// it competes with lockers that are arriving right now (and are running, so
+// usually win). That barging keeps throughput high. A woken waiter that loses
+// keeps its place at the head of the queue.
+// Starvation mode. A waiter that has waited more than 1 ms and still loses
+// switches the mutex to starvation mode. Then unlock() hands ownership to the
+// front waiter directly, newcomers neither take the lock nor spin but queue at
+// the tail, and the mutex returns to normal mode once a waiter that receives
+// it waited less than 1 ms or was the last one. No waiter starves.
+//
+// Fast paths: an uncontended lock() is one CAS 0 -> kLocked and unlock() one
+// CAS kLocked -> 0. Anything else goes through `lock_`. lock() and try_lock()
+// also make a plain thread known to the deadlock detector (a thread-local
+// check, no atomic): a thread that holds a Mutex fibers wait for must not
+// look absent, or the detector would report those fibers as deadlocked.
+//
+// Invariants.
+//   - kWaiters is set exactly when `waiting_` is non-empty; both change only
+//     under `lock_`.
+//   - While kLocked is set, the state word changes only under `lock_` (the
+//     other paths CAS only from states without kLocked or kStarving).
+//   - At most one waiter is woken-and-competing: the one kWoken speaks for.
+//     It clears kWoken when it takes the lock or parks again.
+//   - In starvation mode kLocked stays set from unlock() to the new owner, so
+//     no one can slip in between.
+// Lock order: `lock_` is a leaf (only Parker claims happen under it) and is
+// never held across park().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "detail/parker.hpp"
+#include "detail/spin_lock.hpp"
+#include "detail/unwind.hpp"
+#include "detail/wait_list.hpp"
+#include "runtime.hpp"
+
+namespace goro {
+
+class Once;
+class Cond;
+
+// Mutex is a mutual-exclusion lock for fibers and threads. The zero state is
+// unlocked; a Mutex must not be copied or moved. Unlike std::mutex it is not
+// owned by a thread or fiber: like Go's, it may be unlocked by another fiber
+// or thread than the one that locked it.
+//
+// Thread-safety: every member is safe from any fiber or thread. Misuse
+// (unlock() of an unlocked mutex) throws std::logic_error.
+class Mutex {
+ public:
+  Mutex() = default;
+  Mutex(const Mutex&) = delete;
+  Mutex& operator=(const Mutex&) = delete;
+
+  // lock() blocks until the mutex is acquired: a fiber parks, a plain thread
+  // sleeps. Not recursive: locking a mutex the caller holds deadlocks.
+  void lock();
+  // try_lock() acquires the mutex if that needs no waiting and returns
+  // whether it did. It never takes the lock away from a starving waiter.
+  bool try_lock() noexcept;
+  // unlock() releases the mutex and wakes (or, in starvation mode, hands the
+  // lock to) the next waiter. Throws std::logic_error if the mutex is not
+  // locked. Not noexcept for that reason: in a destructor (std::lock_guard)
+  // the misuse ends in std::terminate with the same message.
+  void unlock();
+
+ private:
+  friend class Once;
+  friend class Cond;
+
+  static constexpr std::uint32_t kLocked = 1;
+  static constexpr std::uint32_t kWoken = 2;
+  static constexpr std::uint32_t kStarving = 4;
+  static constexpr std::uint32_t kWaiters = 8;
+  static constexpr std::int64_t kStarvationThresholdNs = 1'000'000;  // 1 ms, as Go
+  static constexpr int kMaxSpins = 4;
+  static constexpr int kPausesPerSpin = 30;
+
+  struct Waiter : detail::WaitList::Node {
+    bool handed_off = false;  // starvation mode: the unlocker made us the owner
+  };
+
+  // How lock_slow() reacts to the runtime unwinding the fiber.
+  enum class OnUnwind { throw_unwind, acquire_anyway };
+
+  // lock_slow() is the contended path; `what` names the wait in deadlock
+  // reports ("sync.Mutex.Lock", or Once/Cond's own name).
+  void lock_slow(const char* what, OnUnwind on_unwind);
+  void lock_as(const char* what) {
+    detail::note_goro_use();
+    std::uint32_t expected = 0;
+    if (state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      return;
+    }
+    lock_slow(what, OnUnwind::throw_unwind);
+  }
+  // lock_during_unwind() acquires the mutex even while the runtime unwinds
+  // the calling fiber: Cond::wait() must return (or throw) with the lock
+  // held, or the caller's unique_lock would unlock a mutex it does not hold.
+  void lock_during_unwind();
+  void unlock_slow();
+  bool locked() const noexcept { return state_.load(std::memory_order_relaxed) & kLocked; }
+
+  // Queue maintenance; call with lock_ held.
+  void dequeue_locked(Waiter* w) noexcept {
+    if (waiting_.remove(w) && waiting_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
+  }
+  Waiter* pop_locked() noexcept {
+    auto* w = static_cast<Waiter*>(waiting_.pop_front());
+    if (w && waiting_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
+    return w;
+  }
+
+  static bool can_spin() noexcept;
+  static void yield_now() noexcept;
+
+  std::atomic<std::uint32_t> state_{0};
+  detail::SpinLock lock_;
+  detail::WaitList waiting_;  // of Waiter; guarded by lock_
+};
+
+// ---------------------------------------------------------------------------
+
+inline void Mutex::lock() {
+  detail::note_goro_use();
+  std::uint32_t expected = 0;
+  if (state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+    return;
+  }
+  lock_slow("sync.Mutex.Lock", OnUnwind::throw_unwind);
+}
+
+inline bool Mutex::try_lock() noexcept {
+  detail::note_goro_use();
+  std::uint32_t old = state_.load(std::memory_order_relaxed);
+  while ((old & (kLocked | kStarving)) == 0) {
+    if (state_.compare_exchange_weak(old, old | kLocked, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+inline void Mutex::unlock() {
+  std::uint32_t expected = kLocked;
+  if (state_.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+    return;
+  }
+  unlock_slow();
+}
+
+// can_spin() says whether busy-waiting a little may pay off: only when
+// another thread can be running the holder right now (Go's canSpin). One
+// worker, or one CPU, means the holder cannot run while we spin.
+inline bool Mutex::can_spin() noexcept {
+  static const unsigned cpus = std::thread::hardware_concurrency();
+  if (cpus <= 1) return false;
+  if (detail::current_fiber()) return goro::worker_count() > 1;
+  return true;
+}
+
+inline void Mutex::yield_now() noexcept {
+  if (detail::Fiber* self = detail::current_fiber()) {
+    detail::current_runtime()->yield_current(self);  // never throws, even when stopping
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
+  Waiter node;
+  detail::Parker* self = nullptr;
+  std::int64_t wait_start = 0;  // 0: never queued yet
+  bool starving = false;        // we have waited more than the threshold
+  bool awoke = false;           // an unlocker woke us: we speak for kWoken
+  int spins = 0;
+  for (;;) {
+    std::uint32_t old = state_.load(std::memory_order_relaxed);
+    // Free and not reserved for a starving waiter: compete for it.
+    if ((old & (kLocked | kStarving)) == 0) {
+      std::uint32_t desired = old | kLocked;
+      if (awoke) desired &= ~kWoken;
+      if (state_.compare_exchange_weak(old, desired, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+        if (wait_start != 0) {  // we were queued: leave the queue
+          std::lock_guard guard(lock_);
+          dequeue_locked(&node);
+        }
+        return;
+      }
+      continue;
+    }
+    // Held in normal mode: the holder may be about to release it.
+    if ((old & kStarving) == 0 && spins < kMaxSpins && can_spin()) {
+      ++spins;
+      for (int i = 0; i < kPausesPerSpin; ++i) GORO_CPU_RELAX();
+      continue;
+    }
+    if (!self) self = &detail::Parker::current();
+    {
+      std::lock_guard guard(lock_);
+      old = state_.load(std::memory_order_relaxed);
+      bool came_free = false;
+      for (;;) {
+        if ((old & (kLocked | kStarving)) == 0) {
+          came_free = true;
+          break;
+        }
+        std::uint32_t desired = old | kWaiters;
+        if (awoke) desired &= ~kWoken;
+        // A long waiter that lost again: make the next unlock hand off.
+        if (starving && (old & kLocked)) desired |= kStarving;
+        if (state_.compare_exchange_weak(old, desired, std::memory_order_relaxed,
+                                         std::memory_order_relaxed)) {
+          break;
+        }
+      }
+      if (came_free) continue;  // compete again (still speaking for kWoken)
+      awoke = false;
+      node.handed_off = false;
+      node.ticket = self->prepare(what);
+      // A woken waiter that lost is still queued, at its old place near the
+      // head (Go requeues it LIFO for the same reason).
+      if (!node.queued) waiting_.push(&node);
+    }
+    if (wait_start == 0) wait_start = detail::now_ns();
+    detail::WakeReason reason = self->park();
+    if (reason == detail::WakeReason::unwind) {
+      {
+        std::lock_guard guard(lock_);
+        dequeue_locked(&node);
+      }
+      // The unwinder's claim beat any unlocker's, so we own nothing here.
+      if (on_unwind == OnUnwind::throw_unwind) throw detail::FiberUnwind{};
+      while (!try_lock()) yield_now();
+      return;
+    }
+    if (!starving && detail::now_ns() - wait_start > kStarvationThresholdNs) starving = true;
+    if (node.handed_off) {
+      // Starvation mode gave us the lock (kLocked stayed set). Go back to
+      // normal mode if the queue is empty or we did not wait long: normal
+      // mode is much faster.
+      if (!starving || (state_.load(std::memory_order_relaxed) & kWaiters) == 0) {
+        state_.fetch_and(~kStarving, std::memory_order_relaxed);
+      }
+      return;
+    }
+    awoke = true;
+    spins = 0;
+  }
+}
+
+inline void Mutex::lock_during_unwind() {
+  std::uint32_t expected = 0;
+  if (state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+    return;
+  }
+  lock_slow("sync.Mutex.Lock", OnUnwind::acquire_anyway);
+}
+
+inline void Mutex::unlock_slow() {
+  detail::WakeList wake;  // declared first: unparks after lock_ is released
+  std::lock_guard guard(lock_);
+  std::uint32_t old = state_.load(std::memory_order_relaxed);
+  if ((old & kLocked) == 0) throw std::logic_error("goro::Mutex: unlock of unlocked mutex");
+  if (old & kStarving) {
+    // Hand the lock to the first waiter that can still take it; kLocked
+    // stays set so nobody slips in between. Waiters whose claim fails were
+    // unwound: they dequeue nothing of ours, we just drop them.
+    while (Waiter* w = pop_locked()) {
+      if (wake.add_if_claimed(w->ticket)) {
+        w->handed_off = true;
+        return;
+      }
+    }
+    state_.fetch_and(~(kLocked | kStarving), std::memory_order_release);
+    return;
+  }
+  if ((old & kWoken) == 0) {
+    // Wake the first claimable waiter. It stays queued (keeping its place)
+    // and competes for the lock once it runs.
+    while (auto* w = static_cast<Waiter*>(waiting_.front())) {
+      if (wake.add_if_claimed(w->ticket)) {
+        while (!state_.compare_exchange_weak(old, (old & ~kLocked) | kWoken, std::memory_order_release,
+                                             std::memory_order_relaxed)) {
+        }
+        return;
+      }
+      dequeue_locked(w);  // its owner was unwound
+    }
+  }
+  state_.fetch_and(~kLocked, std::memory_order_release);
+}
+
+}  // namespace goro

@@ -1,0 +1,257 @@
+// goro::select: Go's select statement.
+//
+//   std::size_t i = goro::select(
+//       goro::recv(jobs, [](std::optional<Job> j) { ... }),   // case j, ok := <-jobs
+//       goro::send(results, r, [] { ... }),                    // case results <- r
+//       goro::timeout(100ms, [] { ... }));                     // case <-time.After(100ms)
+//
+// select() blocks until one case can proceed, runs it, and returns its index
+// in the argument list. Among cases ready at the same moment it picks one
+// uniformly at random; exactly one case commits (no losing case consumes or
+// delivers a value), and the winner's handler runs after every internal lock
+// is released. With goro::default_case it never blocks. A nil channel's case
+// is never ready; select() with no cases blocks forever. A closed channel's
+// recv case is always ready; a chosen send case on a closed channel throws
+// goro::channel_closed. No heap allocation per call.
+//
+// Recv handlers: one that accepts std::optional<T> gets it (nullopt: closed);
+// else one that accepts T gets the value (T{} when closed, Go's zero value);
+// else one taking nothing is called.
+//
+// Thread-safety: select may be called from any fiber or plain thread; the
+// channels it names may be used concurrently by anyone.
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "channel.hpp"
+#include "detail/select/commit.hpp"
+
+namespace goro {
+
+namespace detail {
+
+struct NoHandler {
+  void operator()() const noexcept {}
+};
+
+template <class T, class H>
+void invoke_recv_handler(H& handler, std::optional<T>& slot) {
+  if constexpr (std::is_invocable_v<H&, std::optional<T>>) {
+    handler(std::move(slot));
+  } else if constexpr (std::is_invocable_v<H&, T>) {
+    if (slot) handler(std::move(*slot));
+    else handler(T{});  // Go's zero value for a closed channel
+  } else {
+    static_assert(std::is_invocable_v<H&>,
+                  "goro::recv handler must accept std::optional<T>, T, or nothing");
+    handler();
+  }
+}
+
+template <class T, class H>
+class RecvCase {
+ public:
+  static constexpr bool kIsDefault = false;
+  static constexpr bool kIsTimeout = false;
+
+  RecvCase(ChanState<T>* chan, H handler) : chan_(chan), handler_(std::move(handler)) {}
+
+  ChanBase* channel() const noexcept { return chan_; }
+  bool maybe_ready() const noexcept { return chan_ && (!chan_->recv_would_block() || chan_->closed()); }
+  bool poll(WakeList& wake) {
+    return chan_ && chan_->try_recv_locked(slot_, wake) != RecvStatus::would_block;
+  }
+  void enqueue(Parker::Ticket ticket, SelectRecord* record, std::size_t index) noexcept {
+    if (!chan_) return;
+    waiter_.ticket = ticket;
+    waiter_.recv_slot = &slot_;
+    waiter_.select = record;
+    waiter_.case_index = index;
+    chan_->enqueue_receiver(&waiter_);
+  }
+  void dequeue() noexcept {
+    if (chan_) chan_->dequeue_receiver(&waiter_);
+  }
+  void finish() { invoke_recv_handler<T>(handler_, slot_); }
+
+ private:
+  ChanState<T>* chan_;
+  H handler_;
+  std::optional<T> slot_;
+  ChanWaiter<T> waiter_;
+};
+
+// SendCase holds a pointer to the caller's value (which outlives the select
+// call), or, when the argument had to be converted to T, the converted value
+// itself (Owning). Either way the value is moved only if the case wins.
+template <class T, class H, bool Owning = false>
+class SendCase {
+ public:
+  static constexpr bool kIsDefault = false;
+  static constexpr bool kIsTimeout = false;
+
+  SendCase(ChanState<T>* chan, T* value, H handler) requires(!Owning)
+      : chan_(chan), value_(value), handler_(std::move(handler)) {}
+  template <class V>
+  SendCase(ChanState<T>* chan, V&& value, H handler) requires(Owning)
+      : chan_(chan), value_(std::forward<V>(value)), handler_(std::move(handler)) {}
+  SendCase(const SendCase&) = delete;
+  SendCase& operator=(const SendCase&) = delete;
+
+  ChanBase* channel() const noexcept { return chan_; }
+  bool maybe_ready() const noexcept { return chan_ && (chan_->closed() || !chan_->send_would_block()); }
+  bool poll(WakeList& wake) {
+    if (!chan_) return false;
+    if (chan_->closed_locked()) return hit_closed_ = true;
+    return chan_->try_send_locked(*value(), wake);
+  }
+  void enqueue(Parker::Ticket ticket, SelectRecord* record, std::size_t index) noexcept {
+    if (!chan_) return;
+    waiter_.ticket = ticket;
+    waiter_.send_value = value();
+    waiter_.select = record;
+    waiter_.case_index = index;
+    chan_->enqueue_sender(&waiter_);
+  }
+  void dequeue() noexcept {
+    if (chan_) chan_->dequeue_sender(&waiter_);
+  }
+  void finish() {
+    if (hit_closed_ || waiter_.closed) throw_send_on_closed();
+    handler_();
+  }
+
+ private:
+  T* value() noexcept {
+    if constexpr (Owning) return &value_;
+    else return value_;
+  }
+
+  ChanState<T>* chan_;
+  std::conditional_t<Owning, T, T*> value_;
+  H handler_;
+  bool hit_closed_ = false;
+  ChanWaiter<T> waiter_;
+};
+
+template <class H>
+class TimeoutCase {
+ public:
+  static constexpr bool kIsDefault = false;
+  static constexpr bool kIsTimeout = true;
+
+  TimeoutCase(std::int64_t deadline_ns, H handler) : deadline_(deadline_ns), handler_(std::move(handler)) {}
+
+  std::int64_t deadline() const noexcept { return deadline_; }
+  ChanBase* channel() const noexcept { return nullptr; }
+  bool maybe_ready() const noexcept { return false; }
+  bool poll(WakeList&) noexcept { return false; }
+  void enqueue(Parker::Ticket, SelectRecord*, std::size_t) noexcept {}
+  void dequeue() noexcept {}
+  void finish() { handler_(); }
+
+ private:
+  std::int64_t deadline_;
+  H handler_;
+};
+
+template <class H>
+class DefaultCase {
+ public:
+  static constexpr bool kIsDefault = true;
+  static constexpr bool kIsTimeout = false;
+
+  explicit DefaultCase(H handler) : handler_(std::move(handler)) {}
+
+  ChanBase* channel() const noexcept { return nullptr; }
+  bool maybe_ready() const noexcept { return false; }
+  bool poll(WakeList&) noexcept { return false; }
+  void enqueue(Parker::Ticket, SelectRecord*, std::size_t) noexcept {}
+  void dequeue() noexcept {}
+  void finish() { handler_(); }
+
+ private:
+  H handler_;
+};
+
+template <class C>
+concept Receivable = requires(const C& c) {
+  typename C::value_type;
+  c.recv();
+  c.get();
+};
+template <class C>
+concept Sendable = requires(const C& c) {
+  typename C::value_type;
+  c.send(std::declval<typename C::value_type>());
+  c.get();
+};
+
+template <class C>
+struct CaseTraits {
+  static constexpr int timeouts = 0;
+  static constexpr int defaults = 0;
+};
+template <class H>
+struct CaseTraits<TimeoutCase<H>> {
+  static constexpr int timeouts = 1;
+  static constexpr int defaults = 0;
+};
+template <class H>
+struct CaseTraits<DefaultCase<H>> {
+  static constexpr int timeouts = 0;
+  static constexpr int defaults = 1;
+};
+
+}  // namespace detail
+
+// recv(ch, handler) is `case v := <-ch:`; recv(ch) discards the value.
+template <detail::Receivable C, class H = detail::NoHandler>
+auto recv(const C& ch, H handler = {}) {
+  return detail::RecvCase<typename C::value_type, H>(ch.get(), std::move(handler));
+}
+
+// send(ch, value, handler) is `case ch <- value:`. `value` is moved only if
+// this case wins.
+template <detail::Sendable C, class V, class H = detail::NoHandler>
+auto send(const C& ch, V&& value, H handler = {}) {
+  using T = typename C::value_type;
+  if constexpr (std::is_same_v<std::remove_cvref_t<V>, T> && !std::is_const_v<std::remove_reference_t<V>>) {
+    return detail::SendCase<T, H>(ch.get(), &value, std::move(handler));
+  } else {
+    return detail::SendCase<T, H, true>(ch.get(), std::forward<V>(value), std::move(handler));
+  }
+}
+
+// timeout(d, handler) is `case <-time.After(d):`, without a timer channel.
+template <class Rep, class Period, class H = detail::NoHandler>
+auto timeout(std::chrono::duration<Rep, Period> d, H handler = {}) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  return detail::TimeoutCase<H>(detail::now_ns() + (ns > 0 ? ns : 0), std::move(handler));
+}
+
+// default_case(handler) is `default:`; it makes select non-blocking.
+template <class H = detail::NoHandler>
+auto default_case(H handler = {}) {
+  return detail::DefaultCase<H>(std::move(handler));
+}
+
+// select() runs exactly one ready case; see the top of this header.
+template <class... Cases>
+std::size_t select(Cases&&... cases) {
+  constexpr int timeouts = (0 + ... + detail::CaseTraits<std::remove_cvref_t<Cases>>::timeouts);
+  constexpr int defaults = (0 + ... + detail::CaseTraits<std::remove_cvref_t<Cases>>::defaults);
+  static_assert(timeouts <= 1, "goro::select: at most one timeout case");
+  static_assert(defaults <= 1, "goro::select: at most one default_case");
+  static_assert(timeouts + defaults <= 1, "goro::select: timeout and default_case cannot both appear");
+  auto refs = std::tie(cases...);
+  return detail::select_commit(refs);
+}
+
+}  // namespace goro

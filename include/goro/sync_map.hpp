@@ -1,0 +1,201 @@
+// goro::SyncMap<K, V>: Go's sync.Map, a concurrent map for read-mostly use
+// (caches that only grow, entries written once and read many times).
+//
+// Design. One std::unordered_map guarded by a detail::ReadMostlyLock: every
+// read (load, and the read-first step of load_or_store / erase /
+// load_and_delete) takes only the read side, which touches a per-thread
+// cache line, so readers on different threads never contend with each
+// other; writers are exclusive and wait only for readers already inside.
+// That is a different trade-off from Go's (an immutable read map plus a
+// locked dirty map), with the same effect where it matters: loads do not
+// serialize, and a key that is present costs no write-side lock to look up.
+// Stores are dearer than with a plain mutex-protected map (a writer scans
+// every reader slot), so for write-heavy maps use Mutex + unordered_map.
+//
+// Values are copied out (load returns std::optional<V>); store a
+// std::shared_ptr<const X> as V when copying X is costly. No lock is held
+// while user code other than K's and V's own copy/move, hash and equality
+// runs: range() calls f on a snapshot, so f may call any method of the map.
+// Those K/V operations must not block (park) or re-enter the map.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "detail/read_mostly_lock.hpp"
+
+namespace goro {
+
+// SyncMap is a map safe for concurrent use, optimized for loads.
+//
+// Thread-safety: every member is safe from any fiber or thread, concurrently.
+template <class K, class V, class Hash = std::hash<K>, class KeyEqual = std::equal_to<K>>
+class SyncMap {
+ public:
+  using key_type = K;
+  using mapped_type = V;
+
+  SyncMap() = default;
+  SyncMap(const SyncMap&) = delete;
+  SyncMap& operator=(const SyncMap&) = delete;
+
+  // load() returns a copy of the value stored for `key`, or std::nullopt.
+  std::optional<V> load(const K& key) const;
+  // store() sets the value for `key`.
+  void store(const K& key, V value);
+  // load_or_store() returns the existing value for `key` and true if there
+  // is one; otherwise it stores `value` and returns it and false.
+  std::pair<V, bool> load_or_store(const K& key, V value);
+  // load_and_delete() removes `key`, returning its value if it was present.
+  std::optional<V> load_and_delete(const K& key);
+  // erase() removes `key` (Go's Delete); absent keys are fine.
+  void erase(const K& key);
+  // swap() stores `value` for `key` and returns the previous value, if any.
+  std::optional<V> swap(const K& key, V value);
+  // compare_and_swap() replaces the value for `key` with `desired` if it
+  // equals `expected`; returns whether it did.
+  bool compare_and_swap(const K& key, const V& expected, V desired)
+    requires std::equality_comparable<V>;
+  // compare_and_delete() removes `key` if its value equals `expected`.
+  bool compare_and_delete(const K& key, const V& expected)
+    requires std::equality_comparable<V>;
+  // range() calls f(key, value) for each entry until f returns false. It
+  // works on a snapshot taken at the call (O(size) copies): f sees no entry
+  // twice, may call any method of the map, and does not see its own changes.
+  template <class F>
+  void range(F&& f) const;
+  // clear() removes every entry.
+  void clear();
+
+ private:
+  using ReadGuard = detail::ReadMostlyLock::ReadGuard;
+
+  mutable detail::ReadMostlyLock lock_;
+  std::unordered_map<K, V, Hash, KeyEqual> map_;  // guarded by lock_
+};
+
+// ---------------------------------------------------------------------------
+
+template <class K, class V, class H, class E>
+std::optional<V> SyncMap<K, V, H, E>::load(const K& key) const {
+  ReadGuard guard(lock_);
+  auto it = map_.find(key);
+  if (it == map_.end()) return std::nullopt;
+  return it->second;
+}
+
+template <class K, class V, class H, class E>
+void SyncMap<K, V, H, E>::store(const K& key, V value) {
+  std::lock_guard guard(lock_);
+  map_.insert_or_assign(key, std::move(value));
+}
+
+template <class K, class V, class H, class E>
+std::pair<V, bool> SyncMap<K, V, H, E>::load_or_store(const K& key, V value) {
+  {
+    ReadGuard guard(lock_);
+    auto it = map_.find(key);
+    if (it != map_.end()) return {it->second, true};
+  }
+  std::lock_guard guard(lock_);
+  auto [it, inserted] = map_.try_emplace(key, std::move(value));
+  return {it->second, !inserted};
+}
+
+template <class K, class V, class H, class E>
+std::optional<V> SyncMap<K, V, H, E>::load_and_delete(const K& key) {
+  {
+    ReadGuard guard(lock_);
+    if (map_.find(key) == map_.end()) return std::nullopt;
+  }
+  std::lock_guard guard(lock_);
+  auto it = map_.find(key);
+  if (it == map_.end()) return std::nullopt;
+  std::optional<V> out(std::move(it->second));
+  map_.erase(it);
+  return out;
+}
+
+template <class K, class V, class H, class E>
+void SyncMap<K, V, H, E>::erase(const K& key) {
+  {
+    ReadGuard guard(lock_);
+    if (map_.find(key) == map_.end()) return;
+  }
+  std::lock_guard guard(lock_);
+  map_.erase(key);
+}
+
+template <class K, class V, class H, class E>
+std::optional<V> SyncMap<K, V, H, E>::swap(const K& key, V value) {
+  std::lock_guard guard(lock_);
+  auto [it, inserted] = map_.try_emplace(key, std::move(value));
+  if (inserted) return std::nullopt;
+  std::optional<V> previous(std::move(it->second));
+  it->second = std::move(value);  // try_emplace left `value` alone: the key existed
+  return previous;
+}
+
+template <class K, class V, class H, class E>
+bool SyncMap<K, V, H, E>::compare_and_swap(const K& key, const V& expected, V desired)
+  requires std::equality_comparable<V>
+{
+  {
+    ReadGuard guard(lock_);
+    auto it = map_.find(key);
+    if (it == map_.end() || !(it->second == expected)) return false;
+  }
+  std::lock_guard guard(lock_);
+  auto it = map_.find(key);
+  if (it == map_.end() || !(it->second == expected)) return false;
+  it->second = std::move(desired);
+  return true;
+}
+
+template <class K, class V, class H, class E>
+bool SyncMap<K, V, H, E>::compare_and_delete(const K& key, const V& expected)
+  requires std::equality_comparable<V>
+{
+  {
+    ReadGuard guard(lock_);
+    auto it = map_.find(key);
+    if (it == map_.end() || !(it->second == expected)) return false;
+  }
+  std::lock_guard guard(lock_);
+  auto it = map_.find(key);
+  if (it == map_.end() || !(it->second == expected)) return false;
+  map_.erase(it);
+  return true;
+}
+
+template <class K, class V, class H, class E>
+template <class F>
+void SyncMap<K, V, H, E>::range(F&& f) const {
+  std::vector<std::pair<K, V>> snapshot;
+  {
+    ReadGuard guard(lock_);
+    snapshot.reserve(map_.size());
+    for (const auto& [k, v] : map_) snapshot.emplace_back(k, v);
+  }
+  for (const auto& [k, v] : snapshot) {
+    if (!std::invoke(f, k, v)) return;
+  }
+}
+
+template <class K, class V, class H, class E>
+void SyncMap<K, V, H, E>::clear() {
+  std::unordered_map<K, V, H, E> old;
+  {
+    std::lock_guard guard(lock_);
+    old.swap(map_);
+  }
+  // old's entries are destroyed here, outside the lock
+}
+
+}  // namespace goro

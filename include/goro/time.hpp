@@ -1,0 +1,155 @@
+// Timers as channels, like Go's time package: after(), Timer and Ticker all
+// deliver the firing time on a receive-only channel of capacity one, so
+// select treats them like any other channel. (For a plain deadline inside a
+// select, goro::timeout costs no channel at all.)
+//
+//   goro::Timer t(50ms);
+//   goro::select(goro::recv(t.channel(), [](auto) { ... }), goro::recv(done));
+//   goro::Ticker tick(1s);
+//   while (auto when = tick.channel().recv()) { ... }
+//
+// Timers park fibers, not threads, and fire within about a millisecond of
+// their deadline under load. Thread-safety: Timer and Ticker may be used from
+// any fiber or thread; like Go's, one Timer should not be reset and stopped
+// concurrently from several places.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+
+#include "channel.hpp"
+#include "detail/timer_heap.hpp"
+#include "detail/timer_service.hpp"
+
+namespace goro {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+namespace detail {
+
+// TimerState is shared by a Timer/Ticker handle and the timer heap: each
+// holds one reference (the heap's while the node is queued or firing).
+struct TimerState {
+  TimerNode node;
+  Channel<TimePoint> channel{1};
+  std::int64_t period = 0;  // 0: one-shot
+  std::atomic<bool> stopped{false};
+  std::atomic<int> refs{1};
+
+  TimerState() {
+    node.expire = [](TimerNode* n, WakeList&, TimerNode*& later) {
+      n->later_next = later;  // the heap's reference moves to run_later
+      later = n;
+    };
+    node.run_later = [](TimerNode* n) { from_node(n)->fire(); };
+  }
+  static TimerState* from_node(TimerNode* n) noexcept {
+    return reinterpret_cast<TimerState*>(reinterpret_cast<char*>(n) - offsetof(TimerState, node));
+  }
+
+  void schedule_at(std::int64_t when) {
+    node.when = when;
+    refs.fetch_add(1, std::memory_order_relaxed);
+    TimerService::instance().schedule(&node);
+  }
+  // unschedule() returns true if the node was queued (it had not fired).
+  bool unschedule() noexcept {
+    if (!timers().remove(&node)) return false;
+    unref();
+    return true;
+  }
+  void fire() {
+    channel.try_send(std::chrono::steady_clock::now());  // a full channel drops the tick, as Go's
+    if (period > 0 && !stopped.load(std::memory_order_seq_cst)) {
+      std::int64_t now = now_ns();
+      std::int64_t next = node.when + period;
+      schedule_at(next > now ? next : now + period);
+      if (stopped.load(std::memory_order_seq_cst)) unschedule();  // raced with stop()
+    }
+    unref();
+  }
+  void unref() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+inline std::int64_t deadline_after(std::chrono::nanoseconds d) noexcept {
+  return now_ns() + (d.count() > 0 ? d.count() : 0);
+}
+
+}  // namespace detail
+
+// after(d) is Go's time.After: a channel that receives the time once, d from now.
+template <class Rep, class Period>
+RecvChannel<TimePoint> after(std::chrono::duration<Rep, Period> d) {
+  auto* state = new detail::TimerState();
+  RecvChannel<TimePoint> ch = state->channel;
+  state->schedule_at(detail::deadline_after(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
+  state->unref();  // only the heap holds it now
+  return ch;
+}
+
+// Timer is Go's time.Timer: channel() receives the time once when it fires.
+class Timer {
+ public:
+  template <class Rep, class Period>
+  explicit Timer(std::chrono::duration<Rep, Period> d) : state_(new detail::TimerState()) {
+    state_->schedule_at(detail::deadline_after(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
+  }
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  ~Timer() {
+    state_->unschedule();
+    state_->unref();
+  }
+
+  RecvChannel<TimePoint> channel() const { return state_->channel; }
+  // stop() prevents the timer from firing: true if that stopped it, false if
+  // it had already fired or been stopped.
+  bool stop() noexcept { return state_->unschedule(); }
+  // reset() makes the timer fire d from now: true if it had been active.
+  // Like Go's, it does not drain a value already sent on channel().
+  template <class Rep, class Period>
+  bool reset(std::chrono::duration<Rep, Period> d) {
+    bool was_active = state_->unschedule();
+    state_->schedule_at(detail::deadline_after(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
+    return was_active;
+  }
+
+ private:
+  detail::TimerState* state_;
+};
+
+// Ticker is Go's time.Ticker: channel() receives the time every period; a
+// slow receiver misses ticks rather than queueing them.
+class Ticker {
+ public:
+  template <class Rep, class Period>
+  explicit Ticker(std::chrono::duration<Rep, Period> period) : state_(new detail::TimerState()) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(period).count();
+    if (ns <= 0) throw std::invalid_argument("goro::Ticker: non-positive period");
+    state_->period = ns;
+    state_->schedule_at(detail::now_ns() + ns);
+  }
+  Ticker(const Ticker&) = delete;
+  Ticker& operator=(const Ticker&) = delete;
+  ~Ticker() {
+    stop();
+    state_->unref();
+  }
+
+  RecvChannel<TimePoint> channel() const { return state_->channel; }
+  // stop() turns the ticker off; no more ticks are sent. It does not close the channel.
+  void stop() noexcept {
+    state_->stopped.store(true, std::memory_order_seq_cst);
+    state_->unschedule();
+  }
+
+ private:
+  detail::TimerState* state_;
+};
+
+}  // namespace goro

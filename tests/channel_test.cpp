@@ -1,0 +1,358 @@
+// Channels: ports of Go's channel tests (runtime/chan_test.go, test/chan) in
+// goro's own code, plus goro-specific contract checks.
+#include <algorithm>
+#include <atomic>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using goro_test::scaled;
+using goro_test::with_workers;
+
+// --- Misuse must not compile -------------------------------------------------
+template <class C>
+concept CanRecv = requires(C c) { c.recv(); };
+template <class C>
+concept CanTryRecv = requires(C c) { c.try_recv(); };
+template <class C>
+concept CanRange = requires(C c) { c.begin(); };
+template <class C>
+concept CanSend = requires(C c) { c.send(1); };
+template <class C>
+concept CanTrySend = requires(C c) { c.try_send(1); };
+template <class C>
+concept CanClose = requires(C c) { c.close(); };
+
+static_assert(CanRecv<goro::Channel<int>> && CanSend<goro::Channel<int>> && CanClose<goro::Channel<int>>);
+static_assert(!CanRecv<goro::SendChannel<int>> && !CanTryRecv<goro::SendChannel<int>> &&
+              !CanRange<goro::SendChannel<int>>);
+static_assert(CanSend<goro::SendChannel<int>> && CanClose<goro::SendChannel<int>>);
+static_assert(!CanSend<goro::RecvChannel<int>> && !CanTrySend<goro::RecvChannel<int>> &&
+              !CanClose<goro::RecvChannel<int>>);
+static_assert(CanRecv<goro::RecvChannel<int>> && CanRange<goro::RecvChannel<int>>);
+static_assert(std::is_convertible_v<goro::Channel<int>, goro::SendChannel<int>>);
+static_assert(std::is_convertible_v<goro::Channel<int>, goro::RecvChannel<int>>);
+static_assert(!std::is_convertible_v<goro::SendChannel<int>, goro::RecvChannel<int>>);
+
+// --- Go's TestChan ------------------------------------------------------------
+TEST_CASE("TestChan: semantics across capacities 0..199", "[channel][go]") {
+  const std::size_t workers = static_cast<std::size_t>(GENERATE(1, 2, 4));
+  const int max_cap = goro_test::kTsan ? 20 : 200;
+  goro::run(
+      [&] {
+        for (int cap = 0; cap < max_cap; ++cap) {
+          // Receive from an empty channel blocks.
+          {
+            goro::Channel<int> c(cap);
+            std::atomic<bool> recv1{false}, recv2{false};
+            goro::WaitGroup wg;
+            wg.go([&] { c.recv(); recv1 = true; });
+            wg.go([&] { c.recv(); recv2 = true; });
+            goro::this_fiber::sleep_for(100us);
+            REQUIRE(!recv1.load());
+            REQUIRE(!recv2.load());
+            c.send(0);
+            c.send(0);
+            wg.wait();
+            REQUIRE(recv1.load());
+            REQUIRE(recv2.load());
+          }
+          // Send to a full channel blocks.
+          {
+            goro::Channel<int> c(cap);
+            for (int i = 0; i < cap; ++i) c.send(i);
+            std::atomic<bool> sent{false};
+            goro::WaitGroup wg;
+            wg.go([&] { c.send(0); sent = true; });
+            goro::this_fiber::sleep_for(100us);
+            REQUIRE(!sent.load());
+            c.recv();
+            wg.wait();
+            REQUIRE(sent.load());
+          }
+          // Closed channel: buffered values first, then nullopt forever.
+          {
+            goro::Channel<int> c(cap);
+            for (int i = 0; i < cap; ++i) c.send(i);
+            c.close();
+            for (int i = 0; i < cap; ++i) REQUIRE(c.recv() == i);
+            REQUIRE(!c.recv());
+            REQUIRE(!c.recv());
+            REQUIRE(!c.try_recv());
+          }
+          // Close unblocks receivers.
+          {
+            goro::Channel<int> c(cap);
+            goro::WaitGroup wg;
+            std::atomic<int> got_closed{0};
+            for (int i = 0; i < 3; ++i)
+              wg.go([&] {
+                if (!c.recv()) got_closed.fetch_add(1);
+              });
+            goro::this_fiber::sleep_for(100us);
+            c.close();
+            wg.wait();
+            REQUIRE(got_closed.load() == 3);
+          }
+          // FIFO, with a concurrent sender.
+          {
+            goro::Channel<int> c(cap);
+            goro::go([c] {
+              for (int i = 0; i < 100; ++i) c.send(i);
+            });
+            for (int i = 0; i < 100; ++i) REQUIRE(c.recv() == i);
+          }
+          // size and capacity.
+          {
+            goro::Channel<int> c(cap);
+            REQUIRE(c.capacity() == static_cast<std::size_t>(cap));
+            for (int i = 0; i < cap; ++i) c.send(i);
+            REQUIRE(c.size() == static_cast<std::size_t>(cap));
+          }
+        }
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("TestMultiConsumer: 23 consumers, 271,828 items, sum and count exact", "[channel][go]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int n_workers = 23;
+  const int n_items = static_cast<int>(scaled(271'828, 271'828, 27'182));
+  std::int64_t expect_sum = 0;
+  for (int i = 0; i < n_items; ++i) expect_sum += i;
+  goro::run(
+      [&] {
+        goro::Channel<int> q(static_cast<int>(n_workers * 10));  // Go uses 2*n to expose races
+        goro::Channel<std::int64_t> r(n_workers);
+        goro::WaitGroup wg;
+        std::atomic<std::int64_t> total{0};
+        std::atomic<int> count{0};
+        for (int w = 0; w < n_workers; ++w) {
+          wg.go([&] {
+            for (int v : q) {
+              if (v % 2 == 0) goro::this_fiber::yield();  // mix in some scheduling
+              total.fetch_add(v);
+              count.fetch_add(1);
+            }
+          });
+        }
+        for (int i = 0; i < n_items; ++i) q.send(i);
+        q.close();
+        wg.wait();
+        CHECK(count.load() == n_items);
+        CHECK(total.load() == expect_sum);
+      },
+      with_workers(workers));
+}
+
+// --- Prime sieve, test/chan/sieve1.go ----------------------------------------
+TEST_CASE("prime sieve (sieve1.go)", "[channel][go]") {
+  const std::size_t workers = GORO_WORKERS();
+  const std::vector<int> expected = {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47,
+                                     53, 59, 61, 67, 71, 73, 79, 83, 89, 97};
+  std::vector<int> primes;
+  goro::run(
+      [&] {
+        goro::Channel<int> ch;
+        goro::go([ch] {
+          for (int i = 2;; ++i) ch.send(i);
+        });
+        goro::RecvChannel<int> src = ch;
+        for (std::size_t i = 0; i < expected.size(); ++i) {
+          int prime = *src.recv();
+          primes.push_back(prime);
+          goro::Channel<int> next;
+          goro::go([src, next, prime] {
+            for (;;) {
+              int v = *src.recv();
+              if (v % prime != 0) next.send(v);
+            }
+          });
+          src = next;
+        }
+      },
+      with_workers(workers));  // the filters are unwound when main returns
+  CHECK(primes == expected);
+}
+
+// --- Close semantics ------------------------------------------------------------
+TEST_CASE("close: send and close on a closed channel throw goro::channel_closed", "[channel]") {
+  goro::Channel<int> c(2);
+  c.send(1);
+  c.close();
+  CHECK(c.closed());
+  CHECK_THROWS_AS(c.send(2), goro::channel_closed);
+  CHECK_THROWS_WITH(c.close(), Catch::Contains("close of closed channel"));
+  int v = 3;
+  CHECK_THROWS_AS(c.try_send(std::move(v)), goro::channel_closed);
+  CHECK(c.recv() == 1);
+  CHECK(!c.recv());
+  static_assert(std::is_base_of_v<std::logic_error, goro::channel_closed>);
+  goro::Channel<int> nil = nullptr;
+  CHECK_THROWS_AS(nil.close(), goro::channel_closed);
+}
+
+TEST_CASE("close wakes a blocked sender with channel_closed", "[channel]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [] {
+        goro::Channel<int> c;
+        std::atomic<bool> threw{false};
+        goro::WaitGroup wg;
+        wg.go([&] {
+          try {
+            c.send(1);
+          } catch (const goro::channel_closed&) {
+            threw = true;
+          }
+        });
+        goro::this_fiber::sleep_for(1ms);
+        c.close();
+        wg.wait();
+        CHECK(threw.load());
+      },
+      with_workers(workers));
+}
+
+// --- Types ----------------------------------------------------------------------
+struct NoDefault {
+  explicit NoDefault(int v) : value(v) {}
+  int value;
+};
+
+TEST_CASE("move-only and non-default-constructible values pass through", "[channel]") {
+  goro::run(
+      [] {
+        goro::Channel<std::unique_ptr<int>> c(1);
+        goro::go([c] {
+          for (int i = 0; i < 10; ++i) c.send(std::make_unique<int>(i));
+          c.close();
+        });
+        int expect = 0;
+        for (auto p : c) CHECK(*p == expect++);
+        CHECK(expect == 10);
+
+        goro::Channel<NoDefault> nd;
+        goro::go([nd] { nd.send(NoDefault(5)); });
+        CHECK(nd.recv()->value == 5);
+      },
+      with_workers(2));
+}
+
+TEST_CASE("values are moved, never copied", "[channel]") {
+  struct Counted {
+    int* copies;
+    explicit Counted(int* c) : copies(c) {}
+    Counted(const Counted& o) : copies(o.copies) { ++*copies; }
+    Counted(Counted&&) noexcept = default;
+    Counted& operator=(Counted&&) noexcept = default;
+  };
+  int copies = 0;
+  goro::run(
+      [&] {
+        goro::Channel<Counted> unbuffered, buffered(4);
+        goro::go([&] {
+          unbuffered.send(Counted(&copies));
+          buffered.send(Counted(&copies));
+        });
+        unbuffered.recv();
+        buffered.recv();
+      },
+      with_workers(2));
+  CHECK(copies == 0);
+}
+
+TEST_CASE("try_send and try_recv never block; a refused value stays with the caller", "[channel]") {
+  goro::Channel<std::unique_ptr<int>> c(1);
+  auto a = std::make_unique<int>(1);
+  auto b = std::make_unique<int>(2);
+  CHECK(c.try_send(std::move(a)));
+  CHECK(!a);  // taken
+  CHECK(!c.try_send(std::move(b)));
+  REQUIRE(b);  // untouched
+  CHECK(*b == 2);
+  CHECK(**c.try_recv() == 1);
+  CHECK(!c.try_recv());
+  goro::Channel<int> rendezvous;
+  CHECK(!rendezvous.try_send(1));
+  CHECK(!rendezvous.try_recv());
+  goro::Channel<int> nil = nullptr;
+  CHECK(!nil.try_send(1));
+  CHECK(!nil.try_recv());
+}
+
+TEST_CASE("capacity: a literal 0 compiles, impossible capacities throw std::length_error", "[channel]") {
+  goro::Channel<int> zero(0);
+  CHECK(zero.capacity() == 0);
+  CHECK(!zero.is_nil());
+  CHECK_THROWS_AS(goro::Channel<int>(-1), std::length_error);
+  CHECK_THROWS_AS(goro::Channel<std::string>(std::numeric_limits<std::size_t>::max() / 2),
+                  std::length_error);
+}
+
+TEST_CASE("a nil channel blocks forever (reported as deadlock)", "[channel]") {
+  CHECK_THROWS_AS(goro::run([] { goro::Channel<int> nil = nullptr; nil.recv(); }, with_workers(1)),
+                  goro::deadlock_error);
+  try {
+    goro::run([] { goro::Channel<int> c; c.send(1); }, with_workers(2));
+    FAIL("expected deadlock");
+  } catch (const goro::deadlock_error& e) {
+    CHECK(std::string(e.what()).find("[chan send]") != std::string::npos);
+  }
+}
+
+// --- Threads --------------------------------------------------------------------
+TEST_CASE("plain threads and fibers share channels; nothing lost or duplicated", "[channel][threads]") {
+  const int n = static_cast<int>(scaled(100'000, 50'000, 10'000));
+  const int producers = 2;  // threads
+  goro::Channel<int> c(64);
+  goro::Channel<int> out(64);
+  std::vector<std::thread> threads;
+  goro::WaitGroup registered;
+  registered.add(producers + 1);
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      registered.done();
+      for (int i = p; i < n; i += producers) c.send(i);
+    });
+  }
+  std::vector<int> seen(static_cast<std::size_t>(n), 0);
+  threads.emplace_back([&] {  // a plain-thread consumer of what fibers forward
+    registered.done();
+    for (int v : out) seen[static_cast<std::size_t>(v)]++;
+  });
+  registered.wait();
+  goro::run(
+      [&] {
+        goro::WaitGroup fwd;
+        std::atomic<int> received{0};
+        for (int f = 0; f < 4; ++f) {
+          fwd.go([&] {
+            while (received.fetch_add(1) < n) out.send(*c.recv());
+          });
+        }
+        fwd.wait();
+        out.close();
+      },
+      with_workers(2));
+  for (auto& t : threads) t.join();
+  CHECK(std::count(seen.begin(), seen.end(), 1) == n);
+}
+
+TEST_CASE("channels between plain threads only", "[channel][threads]") {
+  goro::Channel<int> c;
+  std::thread producer([c] {
+    for (int i = 0; i < 1000; ++i) c.send(i);
+    c.close();
+  });
+  long sum = 0;
+  for (int v : c) sum += v;
+  producer.join();
+  CHECK(sum == 999 * 1000 / 2);
+}

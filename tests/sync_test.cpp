@@ -1,0 +1,1100 @@
+// The sync toolbox: Mutex, RWMutex, Once, Cond, Semaphore, SyncMap,
+// AtomicValue, ErrGroup, from fibers and plain threads.
+#include <goro/channel.hpp>
+#include <goro/context.hpp>
+#include <goro/sync.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using goro_test::scaled;
+using goro_test::with_workers;
+
+namespace {
+
+// Spins (yielding) until `pred` holds or `max_rounds` yields went by;
+// returns whether it held. Tests use it where a broken primitive would
+// otherwise hang.
+template <class Pred>
+bool eventually(Pred pred, long max_rounds = 2'000'000) {
+  for (long i = 0; i < max_rounds; ++i) {
+    if (pred()) return true;
+    goro::this_fiber::yield();
+  }
+  return pred();
+}
+
+
+// with_threads() is with_workers() for tests whose plain threads start with
+// work that is not a goro call: such a thread is invisible to the deadlock
+// detector until its first goro call (SPEC, Diagnostics), so these tests
+// turn the detector off, as the SPEC tells such programs to.
+inline goro::Options with_threads(std::size_t n) {
+  goro::Options o = goro_test::with_workers(n);
+  o.detect_deadlock = false;
+  return o;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Mutex
+
+TEST_CASE("Mutex: the SafeCounter seed program counts exactly", "[mutex][seed]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int fibers = static_cast<int>(scaled(1000, 200, 40));
+  const int increments = static_cast<int>(scaled(1000, 200, 50));
+  struct SafeCounter {
+    goro::Mutex mu;
+    std::int64_t value = 0;  // guarded by mu; deliberately not atomic
+  } counter;
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        for (int f = 0; f < fibers; ++f) {
+          wg.go([&] {
+            for (int i = 0; i < increments; ++i) {
+              std::lock_guard guard(counter.mu);
+              std::int64_t v = counter.value;
+              goro::this_fiber::yield();  // hold the lock across a switch
+              counter.value = v + 1;
+            }
+          });
+        }
+        wg.wait();
+      },
+      with_workers(workers));
+  CHECK(counter.value == std::int64_t{fibers} * increments);
+}
+
+TEST_CASE("Mutex: try_lock and the std lock adaptors", "[mutex]") {
+  goro::Mutex mu;
+  CHECK(mu.try_lock());
+  CHECK_FALSE(mu.try_lock());
+  mu.unlock();
+  {
+    std::lock_guard guard(mu);
+    CHECK_FALSE(mu.try_lock());
+  }
+  {
+    std::unique_lock lock(mu, std::try_to_lock);
+    CHECK(lock.owns_lock());
+  }
+  goro::Mutex other;
+  {
+    std::scoped_lock both(mu, other);
+    CHECK_FALSE(mu.try_lock());
+    CHECK_FALSE(other.try_lock());
+  }
+  CHECK(mu.try_lock());
+  CHECK(other.try_lock());
+  mu.unlock();
+  other.unlock();
+}
+
+TEST_CASE("Mutex: unlock of an unlocked mutex throws std::logic_error naming it", "[mutex][misuse]") {
+  goro::Mutex mu;
+  CHECK_THROWS_AS(mu.unlock(), std::logic_error);
+  CHECK_THROWS_WITH(mu.unlock(), Catch::Contains("goro::Mutex") && Catch::Contains("unlock of unlocked"));
+  mu.lock();  // the failed unlocks changed nothing
+  CHECK_FALSE(mu.try_lock());
+  mu.unlock();
+  CHECK_THROWS_AS(mu.unlock(), std::logic_error);
+}
+
+TEST_CASE("Mutex: shared by fibers and plain threads", "[mutex][threads]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int fibers = static_cast<int>(scaled(64, 32, 8));
+  const int threads = 3;
+  const int per_party = static_cast<int>(scaled(20'000, 4'000, 500));
+  goro::Mutex mu;
+  std::int64_t value = 0;  // guarded by mu
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        auto work = [&] {
+          for (int i = 0; i < per_party; ++i) {
+            std::lock_guard guard(mu);
+            ++value;
+            if (i % 64 == 0) goro::this_fiber::yield();  // on a thread: yields the thread
+          }
+        };
+        for (int f = 0; f < fibers; ++f) wg.go(work);
+        std::vector<std::thread> pool;
+        wg.add(threads);
+        for (int t = 0; t < threads; ++t) {
+          pool.emplace_back([&] {
+            work();
+            wg.done();
+          });
+        }
+        wg.wait();  // parks the main fiber (a join here would block its worker)
+        for (auto& t : pool) t.join();
+      },
+      with_threads(workers));
+  CHECK(value == std::int64_t{fibers + threads} * per_party);
+}
+
+TEST_CASE("Mutex: a waiting thread is not starved by a fiber that re-locks at once", "[mutex][fairness]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<bool> thread_got_it{false};
+  std::int64_t hog_rounds = 0;
+  const std::int64_t cap = 200'000'000;
+  goro::run(
+      [&] {
+        goro::Mutex mu;
+        std::atomic<bool> thread_waiting{false};
+        mu.lock();
+        std::thread waiter([&] {
+          thread_waiting = true;
+          mu.lock();  // without starvation mode the hog could barge forever
+          thread_got_it = true;
+          mu.unlock();
+        });
+        while (!thread_waiting) std::this_thread::yield();
+        std::this_thread::sleep_for(2ms);  // the thread is queued by now, most likely
+        mu.unlock();
+        while (!thread_got_it && hog_rounds < cap) {
+          mu.lock();
+          ++hog_rounds;
+          mu.unlock();
+        }
+        waiter.join();
+      },
+      with_workers(workers));
+  CHECK(thread_got_it);
+  CHECK(hog_rounds < cap);
+}
+
+TEST_CASE("Mutex: starvation mode takes turns among long waiters", "[mutex][fairness]") {
+  // Every fiber re-locks right after unlocking and holds the lock across a
+  // sleep, so in normal mode the running fiber would win again and again
+  // (barging). Waiters that wait over 1 ms switch the mutex to hand-off, so
+  // no fiber gets many turns in a row while others wait.
+  const std::size_t workers = GORO_WORKERS();
+  const int fibers = 10;
+  const int rounds = 20;
+  std::vector<int> order;  // guarded by the mutex
+  goro::run(
+      [&] {
+        goro::Mutex mu;
+        goro::WaitGroup wg;
+        for (int f = 0; f < fibers; ++f) {
+          wg.go([&, f] {
+            for (int r = 0; r < rounds; ++r) {
+              std::lock_guard guard(mu);
+              order.push_back(f);
+              goro::this_fiber::sleep_for(200us);
+            }
+          });
+        }
+        wg.wait();
+      },
+      with_workers(workers));
+  REQUIRE(order.size() == static_cast<std::size_t>(fibers * rounds));
+  // Longest run of consecutive turns by one fiber, ignoring the tail where
+  // few fibers are left.
+  std::size_t longest = 0, run = 0;
+  for (std::size_t i = 0; i + fibers < order.size(); ++i) {
+    run = (i > 0 && order[i] == order[i - 1]) ? run + 1 : 1;
+    longest = std::max(longest, run);
+  }
+  CHECK(longest <= 10);
+}
+
+// ---------------------------------------------------------------------------
+// RWMutex
+
+TEST_CASE("RWMutex: readers overlap", "[rwmutex]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int readers = 8;
+  std::atomic<int> inside{0};
+  std::atomic<int> saw_all{0};
+  goro::run(
+      [&] {
+        goro::RWMutex rw;
+        goro::WaitGroup wg;
+        for (int r = 0; r < readers; ++r) {
+          wg.go([&] {
+            std::shared_lock lock(rw);
+            inside.fetch_add(1);
+            // Only possible if every reader is inside at once.
+            if (eventually([&] { return inside.load() == readers; }, 1'000'000)) saw_all.fetch_add(1);
+          });
+        }
+        wg.wait();
+      },
+      with_workers(workers));
+  CHECK(saw_all.load() == readers);
+}
+
+TEST_CASE("RWMutex: a writer excludes readers and other writers", "[rwmutex]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int fibers = static_cast<int>(scaled(40, 20, 8));
+  const int rounds = static_cast<int>(scaled(300, 100, 20));
+  std::atomic<int> readers_in{0};
+  std::atomic<int> writers_in{0};
+  std::atomic<int> violations{0};
+  std::int64_t shared_value = 0;  // written under the write lock only
+  goro::run(
+      [&] {
+        goro::RWMutex rw;
+        goro::WaitGroup wg;
+        for (int f = 0; f < fibers; ++f) {
+          wg.go([&, f] {
+            for (int r = 0; r < rounds; ++r) {
+              if ((f + r) % 4 == 0) {
+                std::unique_lock lock(rw);
+                if (writers_in.fetch_add(1) != 0 || readers_in.load() != 0) violations.fetch_add(1);
+                std::int64_t v = shared_value;
+                goro::this_fiber::yield();
+                shared_value = v + 1;
+                writers_in.fetch_sub(1);
+              } else {
+                std::shared_lock lock(rw);
+                readers_in.fetch_add(1);
+                if (writers_in.load() != 0) violations.fetch_add(1);
+                goro::this_fiber::yield();
+                readers_in.fetch_sub(1);
+              }
+            }
+          });
+        }
+        wg.wait();
+      },
+      with_workers(workers));
+  CHECK(violations.load() == 0);
+  std::int64_t writes = 0;
+  for (int f = 0; f < fibers; ++f) {
+    for (int r = 0; r < rounds; ++r) writes += (f + r) % 4 == 0;
+  }
+  CHECK(shared_value == writes);
+}
+
+TEST_CASE("RWMutex: a writer is not starved by a flood of readers", "[rwmutex][fairness]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int readers = 16;
+  const long cap = static_cast<long>(scaled(200'000, 50'000, 5'000));
+  std::atomic<long> reads{0};
+  std::atomic<bool> writer_done{false};
+  long reads_when_writer_got_in = -1;
+  goro::run(
+      [&] {
+        goro::RWMutex rw;
+        goro::WaitGroup wg;
+        for (int r = 0; r < readers; ++r) {
+          wg.go([&] {
+            // Readers overlap each other continuously: at any moment some
+            // reader holds the lock, so only writer priority lets a writer in.
+            while (!writer_done.load() && reads.load() < cap) {
+              std::shared_lock lock(rw);
+              reads.fetch_add(1);
+              goro::this_fiber::yield();
+            }
+          });
+        }
+        wg.go([&] {
+          while (reads.load() < readers) goro::this_fiber::yield();  // the flood is on
+          std::unique_lock lock(rw);
+          reads_when_writer_got_in = reads.load();
+          writer_done = true;
+        });
+        wg.wait();
+      },
+      with_workers(workers));
+  CHECK(writer_done.load());
+  CHECK(reads_when_writer_got_in >= 0);
+  CHECK(reads_when_writer_got_in < cap);
+}
+
+TEST_CASE("RWMutex: blocked readers are admitted after the writer", "[rwmutex]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        goro::RWMutex rw;
+        std::atomic<int> readers_done{0};
+        rw.lock();
+        goro::WaitGroup wg;
+        for (int r = 0; r < 10; ++r) {
+          wg.go([&] {
+            std::shared_lock lock(rw);
+            readers_done.fetch_add(1);
+          });
+        }
+        for (int i = 0; i < 100; ++i) goro::this_fiber::yield();
+        CHECK(readers_done.load() == 0);
+        CHECK_FALSE(rw.try_lock_shared());
+        rw.unlock();
+        wg.wait();
+        CHECK(readers_done.load() == 10);
+        CHECK(rw.try_lock());
+        rw.unlock();
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("RWMutex: try_lock variants", "[rwmutex]") {
+  goro::RWMutex rw;
+  CHECK(rw.try_lock_shared());
+  CHECK(rw.try_lock_shared());
+  CHECK_FALSE(rw.try_lock());
+  rw.unlock_shared();
+  rw.unlock_shared();
+  CHECK(rw.try_lock());
+  CHECK_FALSE(rw.try_lock_shared());
+  CHECK_FALSE(rw.try_lock());
+  rw.unlock();
+}
+
+TEST_CASE("RWMutex: misuse throws std::logic_error naming it", "[rwmutex][misuse]") {
+  goro::RWMutex rw;
+  CHECK_THROWS_WITH(rw.unlock(), Catch::Contains("goro::RWMutex") && Catch::Contains("unlock"));
+  CHECK_THROWS_AS(rw.unlock_shared(), std::logic_error);
+  rw.lock();
+  CHECK_THROWS_AS(rw.unlock_shared(), std::logic_error);  // held for writing, not reading
+  rw.unlock();
+  rw.lock_shared();
+  CHECK_THROWS_AS(rw.unlock(), std::logic_error);  // held for reading, not writing
+  rw.unlock_shared();
+  CHECK(rw.try_lock());
+  rw.unlock();
+}
+
+// ---------------------------------------------------------------------------
+// Once
+
+TEST_CASE("Once: 10 fibers, the body runs once and everyone sees its effect", "[once][seed]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<int> calls{0};
+  std::atomic<int> saw_effect{0};
+  goro::run(
+      [&] {
+        goro::Once once;
+        int config = 0;  // written by the once body only
+        goro::WaitGroup wg;
+        for (int f = 0; f < 10; ++f) {
+          wg.go([&] {
+            once.call([&] {
+              calls.fetch_add(1);
+              goro::this_fiber::sleep_for(1ms);  // the others arrive and wait meanwhile
+              config = 42;
+            });
+            if (config == 42) saw_effect.fetch_add(1);
+          });
+        }
+        wg.wait();
+        CHECK(once.done());
+      },
+      with_workers(workers));
+  CHECK(calls.load() == 1);
+  CHECK(saw_effect.load() == 10);
+}
+
+TEST_CASE("Once: a throwing body lets the next caller try again", "[once]") {
+  goro::Once once;
+  int attempts = 0;
+  CHECK_THROWS_AS(once.call([&] {
+    ++attempts;
+    throw std::runtime_error("first attempt fails");
+  }),
+                  std::runtime_error);
+  CHECK_FALSE(once.done());
+  once.call([&](int add) { attempts += add; }, 10);
+  CHECK(attempts == 11);
+  CHECK(once.done());
+  once.call([&] { attempts = -1; });  // done: not called
+  CHECK(attempts == 11);
+}
+
+TEST_CASE("Once: a call from inside its own body throws std::logic_error", "[once][misuse]") {
+  goro::Once once;
+  CHECK_THROWS_WITH(once.call([&] { once.call([] {}); }), Catch::Contains("goro::Once"));
+  CHECK_FALSE(once.done());
+  once.call([] {});
+  CHECK(once.done());
+}
+
+// ---------------------------------------------------------------------------
+// Cond
+
+TEST_CASE("Cond: a bounded queue with signal", "[cond]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int items = static_cast<int>(scaled(20'000, 5'000, 500));
+  std::int64_t sum = 0;
+  goro::run(
+      [&] {
+        goro::Mutex mu;
+        goro::Cond not_empty(mu), not_full(mu);
+        std::deque<int> queue;  // guarded by mu
+        const std::size_t capacity = 8;
+        goro::WaitGroup wg;
+        wg.go([&] {
+          for (int i = 1; i <= items; ++i) {
+            std::unique_lock lock(mu);
+            not_full.wait([&] { return queue.size() < capacity; });
+            queue.push_back(i);
+            not_empty.signal();
+          }
+        });
+        wg.go([&] {
+          for (int i = 1; i <= items; ++i) {
+            std::unique_lock lock(mu);
+            while (queue.empty()) not_empty.wait();
+            sum += queue.front();
+            queue.pop_front();
+            not_full.signal();
+          }
+        });
+        wg.wait();
+      },
+      with_workers(workers));
+  CHECK(sum == std::int64_t{items} * (items + 1) / 2);
+}
+
+TEST_CASE("Cond: broadcast wakes every waiter, fibers and threads", "[cond]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int fibers = 20;
+  std::atomic<int> woken{0};
+  goro::run(
+      [&] {
+        goro::Mutex mu;
+        goro::Cond cond(mu);
+        bool go_on = false;  // guarded by mu
+        int waiting = 0;     // guarded by mu
+        goro::WaitGroup wg;
+        for (int f = 0; f < fibers; ++f) {
+          wg.go([&] {
+            std::unique_lock lock(mu);
+            ++waiting;
+            cond.wait([&] { return go_on; });
+            woken.fetch_add(1);
+          });
+        }
+        wg.add(1);
+        std::thread plain([&] {
+          {
+            std::unique_lock lock(mu);
+            ++waiting;
+            cond.wait([&] { return go_on; });
+            woken.fetch_add(1);
+          }
+          wg.done();
+        });
+        CHECK(eventually([&] {
+          std::lock_guard guard(mu);
+          return waiting == fibers + 1;
+        }));
+        {
+          std::lock_guard guard(mu);
+          go_on = true;
+        }
+        cond.broadcast();
+        wg.wait();
+        plain.join();
+      },
+      with_workers(workers));
+  CHECK(woken.load() == fibers + 1);
+}
+
+TEST_CASE("Cond: signal wakes exactly one waiter", "[cond]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        goro::Mutex mu;
+        goro::Cond cond(mu);
+        int tokens = 0;  // guarded by mu
+        int waiting = 0;
+        std::atomic<int> woken{0};
+        goro::WaitGroup wg;
+        for (int f = 0; f < 3; ++f) {
+          wg.go([&] {
+            std::unique_lock lock(mu);
+            ++waiting;
+            while (tokens == 0) cond.wait();
+            --tokens;
+            woken.fetch_add(1);
+          });
+        }
+        CHECK(eventually([&] {
+          std::lock_guard guard(mu);
+          return waiting == 3;
+        }));
+        {
+          std::lock_guard guard(mu);
+          tokens = 1;
+        }
+        cond.signal();
+        CHECK(eventually([&] { return woken.load() == 1; }));
+        for (int i = 0; i < 200; ++i) goro::this_fiber::yield();
+        CHECK(woken.load() == 1);
+        {
+          std::lock_guard guard(mu);
+          tokens = 2;
+        }
+        cond.broadcast();
+        wg.wait();
+        CHECK(woken.load() == 3);
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("Cond: wait without holding the mutex throws std::logic_error", "[cond][misuse]") {
+  goro::Mutex mu;
+  goro::Cond cond(mu);
+  CHECK_THROWS_WITH(cond.wait(), Catch::Contains("goro::Cond"));
+  CHECK(&cond.mutex() == &mu);
+}
+
+TEST_CASE("Cond: a waiter still parked when main returns is unwound with the mutex released",
+          "[cond][unwind]") {
+  goro::Mutex mu;
+  goro::Cond cond(mu);
+  goro::run(
+      [&] {
+        goro::go([&] {
+          std::unique_lock lock(mu);
+          cond.wait();  // never signalled
+        });
+        for (int i = 0; i < 100; ++i) goro::this_fiber::yield();
+      },
+      with_workers(2));
+  // The unwound waiter re-locked the mutex and its unique_lock released it.
+  CHECK(mu.try_lock());
+  mu.unlock();
+}
+
+// ---------------------------------------------------------------------------
+// Semaphore
+
+TEST_CASE("Semaphore: bounds concurrent holders under 100 fibers", "[semaphore]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int limit = 5;
+  std::atomic<int> holders{0};
+  std::atomic<int> peak{0};
+  std::atomic<int> finished{0};
+  goro::run(
+      [&] {
+        goro::Semaphore sem(limit);
+        goro::WaitGroup wg;
+        for (int f = 0; f < 100; ++f) {
+          wg.go([&] {
+            for (int r = 0; r < 3; ++r) {
+              sem.acquire();
+              int now = holders.fetch_add(1) + 1;
+              int seen = peak.load();
+              while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+              }
+              goro::this_fiber::yield();
+              holders.fetch_sub(1);
+              sem.release();
+            }
+            finished.fetch_add(1);
+          });
+        }
+        wg.wait();
+        CHECK(sem.available() == limit);
+      },
+      with_workers(workers));
+  CHECK(finished.load() == 100);
+  CHECK(peak.load() <= limit);
+  CHECK(peak.load() >= 1);
+}
+
+TEST_CASE("Semaphore: weighted acquire is FIFO, a large request is not starved", "[semaphore]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        goro::Semaphore sem(10);
+        sem.acquire(8);
+        std::atomic<bool> big_in{false};
+        std::atomic<int> small_in{0};
+        goro::WaitGroup wg;
+        wg.go([&] {
+          sem.acquire(10);  // waits for everything
+          big_in = true;
+          sem.release(10);
+        });
+        // Until the big waiter queues, try_acquire(1) succeeds (and is undone).
+        CHECK(eventually([&] {
+          if (!sem.try_acquire(1)) return true;
+          sem.release(1);
+          return false;
+        }));
+        for (int i = 0; i < 4; ++i) {
+          wg.go([&] {
+            sem.acquire(1);  // fits, but queues behind the big request
+            small_in.fetch_add(1);
+            sem.release(1);
+          });
+        }
+        for (int i = 0; i < 100; ++i) goro::this_fiber::yield();
+        CHECK_FALSE(big_in.load());
+        CHECK(small_in.load() == 0);
+        sem.release(8);
+        wg.wait();
+        CHECK(big_in.load());
+        CHECK(small_in.load() == 4);
+        CHECK(sem.available() == 10);
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("Semaphore: try_acquire and misuse", "[semaphore][misuse]") {
+  goro::Semaphore sem(3);
+  CHECK(sem.size() == 3);
+  CHECK(sem.try_acquire(2));
+  CHECK_FALSE(sem.try_acquire(2));
+  CHECK(sem.try_acquire(1));
+  CHECK(sem.available() == 0);
+  sem.release(3);
+  CHECK_THROWS_WITH(sem.release(1), Catch::Contains("goro::Semaphore") && Catch::Contains("released more than held"));
+  CHECK(sem.available() == 3);  // unchanged by the failed release
+  CHECK_THROWS_AS(sem.acquire(4), std::logic_error);  // could never succeed
+  CHECK_THROWS_AS(sem.acquire(-1), std::logic_error);
+  CHECK_THROWS_AS(goro::Semaphore(-1), std::logic_error);
+  CHECK_FALSE(sem.try_acquire(4));
+  sem.acquire(0);
+  CHECK(sem.available() == 3);
+}
+
+TEST_CASE("Semaphore: acquire(ctx) gives up when the context is cancelled", "[semaphore][context]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        goro::Semaphore sem(2);
+        sem.acquire(2);
+        auto [ctx, cancel] = goro::with_cancel(goro::background());
+        std::error_code result;
+        std::atomic<bool> returned{false};
+        goro::WaitGroup wg;
+        wg.go([&, ctx = ctx] {
+          result = sem.acquire(ctx, 1);
+          returned = true;
+        });
+        for (int i = 0; i < 100; ++i) goro::this_fiber::yield();
+        CHECK_FALSE(returned.load());
+        cancel();
+        wg.wait();
+        CHECK(result == goro::errc::canceled);
+        CHECK(sem.available() == 0);  // took nothing
+        sem.release(2);
+        CHECK(sem.acquire(ctx, 1) == goro::errc::canceled);  // a done context is checked first
+        auto [live, stop] = goro::with_cancel(goro::background());
+        CHECK_FALSE(sem.acquire(live, 2));
+        CHECK(sem.available() == 0);
+        sem.release(2);
+        stop();
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("Semaphore: acquire(ctx) times out, and is granted when units come back first",
+          "[semaphore][context]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        goro::Semaphore sem(1);
+        sem.acquire();
+        auto [ctx, cancel] = goro::with_timeout(goro::background(), 20ms);
+        CHECK(sem.acquire(ctx, 1) == goro::errc::deadline_exceeded);
+        CHECK(sem.acquire(ctx, 5) == goro::errc::deadline_exceeded);  // larger than size: waits for ctx
+        cancel();
+
+        auto [ctx2, cancel2] = goro::with_timeout(goro::background(), 10s);
+        goro::go([&] {
+          goro::this_fiber::sleep_for(5ms);
+          sem.release();
+        });
+        CHECK_FALSE(sem.acquire(ctx2, 1));  // granted well before the deadline
+        sem.release();
+        cancel2();
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("Semaphore: acquire(ctx) on a plain thread with no runtime", "[semaphore][context][threads]") {
+  goro::Semaphore sem(1);
+  sem.acquire();
+  auto [ctx, cancel] = goro::with_timeout(goro::background(), 20ms);
+  auto start = std::chrono::steady_clock::now();
+  CHECK(sem.acquire(ctx, 1) == goro::errc::deadline_exceeded);
+  CHECK(std::chrono::steady_clock::now() - start >= 15ms);
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(5ms);
+    sem.release();
+  });
+  auto [ctx2, cancel2] = goro::with_cancel(goro::background());
+  CHECK_FALSE(sem.acquire(ctx2, 1));
+  releaser.join();
+  sem.release();
+  cancel();
+  cancel2();
+}
+
+// ---------------------------------------------------------------------------
+// SyncMap
+
+TEST_CASE("SyncMap: Go's sync.Map operations", "[syncmap]") {
+  goro::SyncMap<std::string, int> m;
+  CHECK_FALSE(m.load("a"));
+  m.store("a", 1);
+  CHECK(m.load("a") == 1);
+  m.store("a", 2);
+  CHECK(m.load("a") == 2);
+
+  auto [v, loaded] = m.load_or_store("a", 10);
+  CHECK(v == 2);
+  CHECK(loaded);
+  auto [w, loaded_b] = m.load_or_store("b", 20);
+  CHECK(w == 20);
+  CHECK_FALSE(loaded_b);
+
+  CHECK(m.load_and_delete("b") == 20);
+  CHECK_FALSE(m.load_and_delete("b"));
+  CHECK_FALSE(m.load("b"));
+
+  CHECK_FALSE(m.swap("c", 3));
+  CHECK(m.swap("c", 4) == 3);
+  CHECK(m.compare_and_swap("c", 4, 5));
+  CHECK_FALSE(m.compare_and_swap("c", 4, 6));
+  CHECK(m.load("c") == 5);
+  CHECK_FALSE(m.compare_and_delete("c", 4));
+  CHECK(m.compare_and_delete("c", 5));
+  CHECK_FALSE(m.load("c"));
+
+  m.erase("a");
+  m.erase("never there");
+  CHECK_FALSE(m.load("a"));
+
+  for (int i = 0; i < 10; ++i) m.store(std::to_string(i), i);
+  int seen = 0, sum = 0;
+  m.range([&](const std::string&, const int& value) {
+    ++seen;
+    sum += value;
+    return true;
+  });
+  CHECK(seen == 10);
+  CHECK(sum == 45);
+  int stopped_after = 0;
+  m.range([&](const std::string&, const int&) { return ++stopped_after < 3; });
+  CHECK(stopped_after == 3);
+  // f may change the map: it works on a snapshot.
+  m.range([&](const std::string& key, const int&) {
+    m.erase(key);
+    return true;
+  });
+  int left = 0;
+  m.range([&](const std::string&, const int&) { return ++left, true; });
+  CHECK(left == 0);
+  m.store("x", 1);
+  m.clear();
+  CHECK_FALSE(m.load("x"));
+}
+
+TEST_CASE("SyncMap: concurrent loads and stores from fibers and threads", "[syncmap][threads]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int keys = 64;
+  const int rounds = static_cast<int>(scaled(20'000, 5'000, 500));
+  std::atomic<int> bad{0};
+  goro::SyncMap<int, std::pair<int, int>> m;  // invariant: value.first == value.second
+  for (int k = 0; k < keys; ++k) m.store(k, {0, 0});
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        for (int f = 0; f < 8; ++f) {
+          wg.go([&, f] {
+            for (int i = 0; i < rounds; ++i) {
+              int k = (i * 7 + f) % keys;
+              if (i % 16 == 0) {
+                m.store(k, {i, i});
+              } else if (auto v = m.load(k); !v || v->first != v->second) {
+                bad.fetch_add(1);
+              }
+              if (i % 256 == 0) goro::this_fiber::yield();
+            }
+          });
+        }
+        wg.add(2);
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 2; ++t) {
+          threads.emplace_back([&, t] {
+            for (int i = 0; i < rounds; ++i) {
+              int k = (i * 13 + t) % keys;
+              auto [v, loaded] = m.load_or_store(k, {-1, -1});
+              if (!loaded || v.first != v.second) bad.fetch_add(1);
+            }
+            wg.done();
+          });
+        }
+        wg.wait();
+        for (auto& t : threads) t.join();
+      },
+      with_threads(workers));
+  CHECK(bad.load() == 0);
+}
+
+// ---------------------------------------------------------------------------
+// AtomicValue
+
+TEST_CASE("AtomicValue: load, store, swap, compare_and_swap", "[atomicvalue]") {
+  goro::AtomicValue<std::string> v;
+  CHECK(v.load() == nullptr);
+  v.store("one");
+  auto one = v.load();
+  REQUIRE(one);
+  CHECK(*one == "one");
+  auto old = v.swap("two");
+  CHECK(old == one);  // the same object
+  CHECK(*v.load() == "two");
+  CHECK(*one == "one");  // a snapshot never changes
+
+  CHECK_FALSE(v.compare_and_swap(one, "three"));  // `one` is no longer current
+  auto two = v.load();
+  CHECK(v.compare_and_swap(two, "three"));
+  CHECK(*v.load() == "three");
+  // Identity, not equality: an equal string in another object does not match.
+  CHECK_FALSE(v.compare_and_swap(std::make_shared<const std::string>("three"), "four"));
+
+  goro::AtomicValue<int> empty;
+  CHECK(empty.compare_and_swap(nullptr, 7));  // null matches null
+  CHECK(*empty.load() == 7);
+  goro::AtomicValue<int> initial(5);
+  CHECK(*initial.load() == 5);
+  auto shared = std::make_shared<const int>(9);
+  initial.store(shared);
+  CHECK(initial.load() == shared);
+}
+
+TEST_CASE("AtomicValue: readers always see a whole value while writers replace it",
+          "[atomicvalue][threads]") {
+  const std::size_t workers = GORO_WORKERS();
+  struct Pair {
+    std::int64_t a, b;  // invariant: a == b
+  };
+  const int rounds = static_cast<int>(scaled(50'000, 10'000, 1'000));
+  goro::AtomicValue<Pair> value(Pair{0, 0});
+  std::atomic<int> torn{0};
+  std::atomic<bool> stop{false};
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        for (int r = 0; r < 6; ++r) {
+          wg.go([&] {
+            while (!stop.load()) {
+              auto p = value.load();
+              if (!p || p->a != p->b) torn.fetch_add(1);
+              goro::this_fiber::yield();
+            }
+          });
+        }
+        wg.add(1);
+        std::thread writer([&] {
+          for (int i = 1; i <= rounds; ++i) {
+            if (i % 3 == 0) {
+              auto cur = value.load();
+              value.compare_and_swap(cur, Pair{cur->a + 1, cur->a + 1});
+            } else {
+              auto cur = value.load();
+              value.store(Pair{cur->a + 1, cur->a + 1});
+            }
+          }
+          wg.done();
+        });
+        wg.go([&] {  // a fiber writer too, with swap
+          for (int i = 0; i < rounds / 10; ++i) {
+            auto cur = value.load();
+            value.compare_and_swap(cur, Pair{cur->a + 1, cur->a + 1});
+            goro::this_fiber::yield();
+          }
+        });
+        // Stop the readers once both writers are done.
+        while (wg.count() > 6) goro::this_fiber::yield();
+        stop = true;
+        wg.wait();
+        writer.join();
+      },
+      with_threads(workers));
+  CHECK(torn.load() == 0);
+  CHECK(value.load()->a > 0);
+}
+
+// ---------------------------------------------------------------------------
+// ErrGroup
+
+TEST_CASE("ErrGroup: wait returns {} when every function succeeds", "[errgroup]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<int> ran{0};
+  goro::run(
+      [&] {
+        goro::ErrGroup group;
+        for (int i = 0; i < 50; ++i) group.go([&] { ran.fetch_add(1); });
+        for (int i = 0; i < 50; ++i) {
+          group.go([&]() -> std::error_code {
+            ran.fetch_add(1);
+            return {};
+          });
+        }
+        CHECK_FALSE(group.wait());
+      },
+      with_workers(workers));
+  CHECK(ran.load() == 100);
+}
+
+TEST_CASE("ErrGroup: the first error_code is returned, the first exception rethrown", "[errgroup]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        goro::ErrGroup group;
+        group.go([]() -> std::error_code { return std::make_error_code(std::errc::io_error); });
+        group.go([] {});
+        CHECK(group.wait() == std::errc::io_error);
+
+        goro::ErrGroup throwing;
+        throwing.go([] { throw std::runtime_error("boom"); });
+        CHECK_THROWS_WITH(throwing.wait(), "boom");
+        CHECK_THROWS_WITH(throwing.wait(), "boom");  // every wait() reports it
+
+        // Only the first failure counts.
+        auto [ordered, first_failed] = goro::ErrGroup::with_context(goro::background());
+        ordered.go([]() -> std::error_code { return std::make_error_code(std::errc::timed_out); });
+        ordered.go([ctx = first_failed] {
+          ctx.done().recv();  // closed once the first failure is recorded
+          throw std::runtime_error("second");
+        });
+        CHECK(ordered.wait() == std::errc::timed_out);
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("ErrGroup: with_context cancels the context on the first failure", "[errgroup][context]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<int> saw_cancel{0};
+  goro::run(
+      [&] {
+        auto [group, ctx] = goro::ErrGroup::with_context(goro::background());
+        for (int i = 0; i < 10; ++i) {
+          group.go([&saw_cancel, ctx = ctx]() -> std::error_code {
+            ctx.done().recv();  // until a sibling fails
+            saw_cancel.fetch_add(1);
+            return ctx.err();
+          });
+        }
+        group.go([]() -> std::error_code { return std::make_error_code(std::errc::connection_reset); });
+        CHECK(group.wait() == std::errc::connection_reset);
+        CHECK(ctx.err() == goro::errc::canceled);
+
+        // wait() cancels the context even when nothing failed (Go's rule).
+        auto [ok_group, ok_ctx] = goro::ErrGroup::with_context(goro::background());
+        ok_group.go([] {});
+        CHECK_FALSE(ok_group.wait());
+        CHECK(ok_ctx.err() == goro::errc::canceled);
+      },
+      with_workers(workers));
+  CHECK(saw_cancel.load() == 10);
+}
+
+TEST_CASE("ErrGroup: set_limit bounds concurrency; try_go fails at the limit", "[errgroup]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<int> running{0};
+  std::atomic<int> peak{0};
+  goro::run(
+      [&] {
+        goro::ErrGroup group;
+        group.set_limit(3);
+        for (int i = 0; i < 30; ++i) {
+          group.go([&] {
+            int now = running.fetch_add(1) + 1;
+            int seen = peak.load();
+            while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+            }
+            goro::this_fiber::sleep_for(100us);
+            running.fetch_sub(1);
+          });
+        }
+        CHECK_FALSE(group.wait());
+
+        goro::Channel<goro::Unit> gate;
+        goro::ErrGroup limited;
+        limited.set_limit(1);
+        CHECK(limited.try_go([&] { gate.recv(); }));
+        CHECK_FALSE(limited.try_go([] {}));
+        CHECK_THROWS_WITH(limited.set_limit(5), Catch::Contains("goro::ErrGroup") && Catch::Contains("set_limit"));
+        gate.close();
+        CHECK_FALSE(limited.wait());
+        limited.set_limit(-1);  // fine once nothing runs
+        CHECK(limited.try_go([] {}));
+        limited.wait();
+
+        goro::ErrGroup none;
+        none.set_limit(0);
+        CHECK_FALSE(none.try_go([] {}));
+      },
+      with_workers(workers));
+  CHECK(peak.load() <= 3);
+  CHECK(peak.load() >= 1);
+}
+
+// ---------------------------------------------------------------------------
+// Seed program: the worker pool (Go by Example's "Worker Pools", plus a
+// Mutex-guarded tally and a WaitGroup).
+
+TEST_CASE("Worker pool seed program", "[seed]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int jobs_count = static_cast<int>(scaled(1000, 300, 100));
+  const int pool_size = 8;
+  goro::run(
+      [&] {
+        goro::Channel<int> jobs(100);
+        goro::Channel<int> results(100);
+        goro::Mutex mu;
+        std::vector<int> per_worker(pool_size, 0);  // guarded by mu
+        goro::WaitGroup wg;
+        for (int w = 0; w < pool_size; ++w) {
+          wg.go([&, w] {
+            for (int j : jobs) {
+              goro::this_fiber::yield();  // "work"
+              {
+                std::lock_guard guard(mu);
+                ++per_worker[w];
+              }
+              results.send(j * 2);
+            }
+          });
+        }
+        goro::go([&] {
+          for (int j = 1; j <= jobs_count; ++j) jobs.send(j);
+          jobs.close();
+        });
+        goro::go([&] {
+          wg.wait();
+          results.close();
+        });
+        std::set<int> got;
+        std::int64_t sum = 0;
+        for (int r : results) {
+          got.insert(r);
+          sum += r;
+        }
+        CHECK(got.size() == static_cast<std::size_t>(jobs_count));
+        CHECK(sum == std::int64_t{jobs_count} * (jobs_count + 1));
+        int total = 0;
+        for (int n : per_worker) total += n;
+        CHECK(total == jobs_count);
+      },
+      with_workers(workers));
+}

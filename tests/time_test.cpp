@@ -1,0 +1,91 @@
+// after, Timer and Ticker: Go's time package semantics.
+#include <atomic>
+#include <thread>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using goro_test::with_workers;
+
+TEST_CASE("after delivers the time once, after the duration", "[time]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [] {
+        auto start = std::chrono::steady_clock::now();
+        auto ch = goro::after(10ms);
+        auto when = ch.recv();
+        REQUIRE(when);
+        CHECK(*when - start >= 10ms);
+        CHECK(std::chrono::steady_clock::now() - start >= 10ms);
+        CHECK(!ch.try_recv());
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("after in a select: the first of a channel and a timer wins", "[time]") {
+  goro::run(
+      [] {
+        goro::Channel<int> never;
+        CHECK(goro::select(goro::recv(never), goro::recv(goro::after(5ms))) == 1);
+      },
+      with_workers(2));
+}
+
+TEST_CASE("Timer stop and reset return Go's values", "[time]") {
+  goro::run(
+      [] {
+        goro::Timer t(1h);
+        CHECK(t.stop());   // stopped before firing
+        CHECK(!t.stop());  // already stopped
+        CHECK(!t.reset(5ms));  // was not active
+        CHECK(t.channel().recv());
+        CHECK(!t.stop());  // already fired
+        CHECK(!t.reset(1h));
+        CHECK(t.reset(5ms));  // was active
+        CHECK(t.channel().recv());
+      },
+      with_workers(2));
+}
+
+TEST_CASE("Ticker ticks until stopped", "[time]") {
+  goro::run(
+      [] {
+        goro::Ticker ticker(2ms);
+        auto start = std::chrono::steady_clock::now();
+        for (int i = 0; i < 5; ++i) REQUIRE(ticker.channel().recv());
+        CHECK(std::chrono::steady_clock::now() - start >= 8ms);
+        ticker.stop();
+        while (ticker.channel().try_recv()) {
+        }
+        goro::this_fiber::sleep_for(10ms);
+        CHECK(!ticker.channel().try_recv());
+      },
+      with_workers(2));
+}
+
+TEST_CASE("timers work on plain threads without a runtime", "[time][threads]") {
+  auto start = std::chrono::steady_clock::now();
+  CHECK(goro::after(5ms).recv());
+  CHECK(std::chrono::steady_clock::now() - start >= 5ms);
+  goro::Channel<int> never;
+  CHECK(goro::select(goro::recv(never), goro::timeout(5ms)) == 1);
+}
+
+TEST_CASE("a select timeout parks fibers, not threads: 1,000 concurrent timeouts", "[time]") {
+  const int n = goro_test::kTsan ? 200 : 1000;
+  std::atomic<int> timed_out{0};
+  auto start = std::chrono::steady_clock::now();
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        goro::Channel<int> never;
+        for (int i = 0; i < n; ++i)
+          wg.go([&] {
+            if (goro::select(goro::recv(never), goro::timeout(50ms)) == 1) timed_out++;
+          });
+        wg.wait();
+      },
+      with_workers(2));
+  CHECK(timed_out.load() == n);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
