@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <optional>
@@ -51,9 +52,30 @@ struct Options {
   bool detect_deadlock = true;
   // Throw goro::leak_error when fibers are still alive after main returns.
   bool fail_on_leak = false;
+  // Debug: a non-zero seed runs one worker whose run-queue order and select
+  // poll order come from the seed, so a failing interleaving replays
+  // exactly. 0: the environment's GORO_SCHED_SEED, if set.
+  std::uint64_t sched_seed = 0;
+  // Debug: every fiber that resumes does so on another worker than the one
+  // it left (needs 2+ workers), to flush out thread-affinity bugs. Also set
+  // by GORO_FORCE_MIGRATION=1.
+  bool force_migration = false;
 };
 
 namespace detail {
+
+// env_number() reads a non-negative integer from the environment (0 if unset).
+inline std::uint64_t env_number(const char* name) {
+  const char* env = std::getenv(name);
+  if (!env || !*env) return 0;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(env, &end, 10);
+  if (end == env || *end != '\0') {
+    throw std::invalid_argument(std::string("goro: ") + name + " must be a non-negative integer, got '" +
+                                env + "'");
+  }
+  return n;
+}
 
 inline std::size_t resolve_workers(std::size_t requested) {
   if (requested > 0) return requested;
@@ -99,6 +121,8 @@ auto run(F&& main, Options options = {}) -> std::invoke_result_t<F> {
   config.stack_size = options.stack_size;
   config.detect_deadlock = options.detect_deadlock;
   config.fail_on_leak = options.fail_on_leak;
+  config.sched_seed = options.sched_seed ? options.sched_seed : detail::env_number("GORO_SCHED_SEED");
+  config.force_migration = options.force_migration || detail::env_number("GORO_FORCE_MIGRATION") != 0;
   if (detail::current_fiber()) {
     throw std::logic_error("goro::run: called from inside a fiber (use goro::go instead)");
   }

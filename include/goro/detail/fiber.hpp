@@ -7,7 +7,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "context.hpp"
+#include "execution_context.hpp"
 #include "parker.hpp"
 #include "stack.hpp"
 
@@ -36,6 +36,7 @@ struct Fiber {
   std::uint32_t shard = 0;
 
   const std::uint64_t id;
+  std::uint32_t last_worker = static_cast<std::uint32_t>(-1);  // the worker it last left
   bool is_main = false;
 
   // The callable: `invoke` runs it, `destroy` destroys it (it sits at

@@ -164,7 +164,9 @@ inline std::atomic<std::int64_t> g_active_threads{0};
 inline Parker::Ticket Parker::prepare(const char* what) noexcept {
   what_.store(what, std::memory_order_relaxed);
   std::uint64_t gen = (token_.load(std::memory_order_relaxed) >> 8) + 1;
-  token_.store(gen << 8, std::memory_order_seq_cst);
+  // Release suffices: the unwinder rescans every millisecond until every
+  // fiber is gone, so it needs no store-load ordering with `stopping`.
+  token_.store(gen << 8, std::memory_order_release);
   return Ticket{this, gen};
 }
 

@@ -54,7 +54,7 @@
 
 #include "../errors.hpp"
 #include "config.hpp"
-#include "context.hpp"
+#include "execution_context.hpp"
 #include "fiber.hpp"
 #include "futex.hpp"
 #include "overflow.hpp"
@@ -91,7 +91,14 @@ struct RuntimeConfig {
   std::size_t stack_size = 256 * 1024;
   bool detect_deadlock = true;
   bool fail_on_leak = false;
+  std::uint64_t sched_seed = 0;  // debug: deterministic schedule (forces one worker)
+  bool force_migration = false;  // debug: every resumed fiber changes worker
 };
+
+// The fiber ids in the order a seeded runtime ran them (debug, see
+// Runtime::pick_seeded); kept from the last seeded run() for tests.
+inline std::vector<std::uint64_t> g_last_schedule_trace;
+inline constexpr std::size_t kMaxScheduleTrace = 1 << 20;
 
 enum class SwitchAction : std::uint8_t { none, park, yield, exit };
 
@@ -99,6 +106,7 @@ struct Handoff {
   ExecutionContext* from;  // the context just left
   Fiber* fiber;            // the fiber it belongs to (null for a worker root)
   SwitchAction action;
+  Worker* worker;          // the worker both contexts run on during the switch
 };
 
 struct alignas(64) Worker {
@@ -118,6 +126,7 @@ struct alignas(64) Worker {
   Worker* next_idle = nullptr;  // guarded by Runtime::idle_mutex_
   bool idle = false;            // guarded by Runtime::idle_mutex_
   std::vector<Stack> stack_cache;
+  std::vector<Fiber*> seeded;  // deterministic mode: the run queue, picked from by the seed
   AltSignalStack alt_stack;
   std::thread thread;
 
@@ -172,6 +181,10 @@ class Runtime {
   }
 
   bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }
+  bool seeded() const noexcept { return config_.sched_seed != 0; }
+  // seeded_random() is the deterministic mode's generator (one worker, so
+  // only ever called from that worker).
+  std::uint32_t seeded_random() noexcept { return workers_[0]->next_random(); }
   std::size_t worker_count() const noexcept { return workers_.size(); }
   std::size_t live_fibers() noexcept;
 
@@ -183,6 +196,9 @@ class Runtime {
   void worker_main(Worker* w) noexcept;
   void run_fiber_from_root(Worker* w, Fiber* f) noexcept;
   Fiber* find_local(Worker* w) noexcept;
+  Fiber* pick_seeded(Worker* w) noexcept;
+  Fiber* pick_migrating(Worker* w) noexcept;
+  void requeue(Worker* w, Fiber* f) noexcept;
   Fiber* steal(Worker* w, bool take_runnext) noexcept;
   Fiber* spin_for_work(Worker* w) noexcept;
   bool any_work_visible() noexcept;
@@ -224,6 +240,7 @@ class Runtime {
   std::exception_ptr main_failure_;     // guarded by mutex_
   std::exception_ptr fiber_failure_;    // guarded by mutex_
   std::string deadlock_report_;         // guarded by mutex_
+  std::vector<std::uint64_t> trace_;    // deterministic mode: the worker's run order
 };
 
 // ---------------------------------------------------------------------------
@@ -351,13 +368,15 @@ inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(
         "goro::run: a runtime is already running in this process (one at a time)");
   }
   install_overflow_handler();
+  if (config_.sched_seed) config_.workers = 1;
+  if (config_.workers < 2) config_.force_migration = false;  // nowhere to migrate to
   std::uint64_t seed = static_cast<std::uint64_t>(now_ns()) | 1;
   for (std::size_t i = 0; i < config_.workers; ++i) {
     auto w = std::make_unique<Worker>();
     w->rt = this;
     w->index = static_cast<std::uint32_t>(i);
     seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    w->rng = seed | 1;
+    w->rng = config_.sched_seed ? (config_.sched_seed * 0x9E3779B97F4A7C15ULL) | 1 : seed | 1;
     workers_.push_back(std::move(w));
   }
 }
@@ -366,7 +385,7 @@ inline Runtime::~Runtime() {
   for (auto& w : workers_) {
     for (Stack& s : w->stack_cache) StackPool::instance().release(s);
   }
-  StackPool::instance().trim();
+  StackPool::instance().scavenge();
   g_runtime.store(nullptr, std::memory_order_release);
 }
 
@@ -412,6 +431,7 @@ inline void Runtime::wait_and_stop() {
     futex_wake(&w->wake_word);
   }
   for (auto& w : workers_) w->thread.join();
+  if (seeded()) g_last_schedule_trace = std::move(trace_);
   // Timers created by fibers (Timer, Ticker, after) may outlive the runtime:
   // the TimerService thread keeps firing them.
   g_active_threads.fetch_add(1, std::memory_order_seq_cst);
@@ -585,6 +605,15 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
 
 inline void Runtime::make_runnable(Fiber* f) noexcept {
   Worker* w = current_worker();
+  if (w && w->rt == this && seeded()) {
+    w->seeded.push_back(f);
+    return;
+  }
+  if (config_.force_migration) {
+    global_.push(f);
+    wake_idle_worker();
+    return;
+  }
   if (w && w->rt == this) {
     if (w->current) {
       Fiber* kicked = w->runnext.exchange(f, std::memory_order_acq_rel);
@@ -640,9 +669,50 @@ inline void Runtime::timer_added() noexcept {
 // ---------------------------------------------------------------------------
 // Finding work
 
+// requeue() puts a fiber that was woken while it parked back to run here.
+inline void Runtime::requeue(Worker* w, Fiber* f) noexcept {
+  if (seeded()) {
+    w->seeded.push_back(f);
+  } else if (config_.force_migration) {
+    global_.push(f);
+    wake_idle_worker();
+  } else {
+    w->runq.push(f, global_);
+  }
+}
+
+// pick_seeded() is the deterministic mode's scheduler: one worker, and the
+// next fiber is drawn from all runnable ones by the seeded generator, so a
+// seed names one interleaving and replays it.
+inline Fiber* Runtime::pick_seeded(Worker* w) noexcept {
+  while (Fiber* f = global_.pop()) w->seeded.push_back(f);  // from plain threads, timers
+  if (w->seeded.empty()) return nullptr;
+  std::size_t i = w->next_random() % w->seeded.size();
+  Fiber* f = w->seeded[i];
+  w->seeded[i] = w->seeded.back();
+  w->seeded.pop_back();
+  if (trace_.size() < kMaxScheduleTrace) trace_.push_back(f->id);
+  return f;
+}
+
+// pick_migrating() serves the forced-migration mode: every runnable fiber
+// is in the global queue, and a worker never resumes one that left it.
+inline Fiber* Runtime::pick_migrating(Worker* w) noexcept {
+  for (std::size_t tries = global_.size(); tries > 0; --tries) {
+    Fiber* f = global_.pop();
+    if (!f) return nullptr;
+    if (f->last_worker != w->index) return f;
+    global_.push(f);  // someone else's turn
+    wake_idle_worker();
+  }
+  return nullptr;
+}
+
 inline Fiber* Runtime::find_local(Worker* w) noexcept {
   ++w->tick;
   if (w->tick % kTimerCheckTicks == 0 && !timers().empty()) timers().run_due(now_ns());
+  if (seeded()) return pick_seeded(w);
+  if (config_.force_migration) return pick_migrating(w);
   if (w->tick % kGlobalFairnessTicks == 0) {
     if (Fiber* f = global_.pop()) return f;
   }
@@ -681,6 +751,7 @@ inline bool Runtime::any_work_visible() noexcept {
   if (!global_.empty()) return true;
   for (auto& w : workers_) {
     if (!w->runq.empty() || w->runnext.load(std::memory_order_seq_cst)) return true;
+    if (seeded() && !w->seeded.empty()) return true;  // one worker: its own vector
   }
   return timers().earliest() <= now_ns();
 }
@@ -733,9 +804,19 @@ inline void Runtime::go_idle(Worker* w) noexcept {
     }
     check_deadlock_locked();
   }
+  // A worker idle for kScavengeDelayNs gives pooled stack memory back (Go's
+  // scavenger, paced by idleness rather than run in the middle of a burst).
+  constexpr std::int64_t kScavengeDelayNs = 50'000'000;
+  const bool may_scavenge = StackPool::instance().has_excess();
   std::int64_t earliest = timers().earliest();
   std::int64_t timeout = earliest == INT64_MAX ? -1 : std::max<std::int64_t>(earliest - now_ns(), 0);
+  if (may_scavenge && (timeout < 0 || timeout > kScavengeDelayNs)) timeout = kScavengeDelayNs;
+  const std::int64_t slept_from = now_ns();
   if (timeout != 0) futex_wait(&w->wake_word, 0, timeout);
+  if (may_scavenge && w->wake_word.load(std::memory_order_acquire) == 0 &&
+      now_ns() - slept_from >= kScavengeDelayNs) {
+    StackPool::instance().scavenge();
+  }
   std::lock_guard guard(idle_mutex_);
   if (w->idle) {  // woken by a timeout or a timer_added() nudge, not by wake_idle_worker
     for (Worker** p = &idle_head_; *p; p = &(*p)->next_idle) {
@@ -792,7 +873,7 @@ inline void Runtime::worker_main(Worker* w) noexcept {
 
 inline void Runtime::run_fiber_from_root(Worker* w, Fiber* f) noexcept {
   w->current = f;
-  Handoff h{&w->root, nullptr, SwitchAction::none};
+  Handoff h{&w->root, nullptr, SwitchAction::none, w};
   land(switch_context(w->root, f->ctx, &h));
 }
 
@@ -803,7 +884,7 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
   if (h.fiber && h.action != SwitchAction::exit && h.fiber->stack.overflowed(t.fctx)) {
     report_overflow_and_die(h.fiber->id, h.fiber->stack.size, h.fiber->stack.guarded);
   }
-  Worker* w = current_worker();
+  Worker* w = h.worker;
   switch (h.action) {
     case SwitchAction::none:
       break;
@@ -811,12 +892,16 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
       if (h.fiber->state.exchange(FiberState::parked, std::memory_order_acq_rel) ==
           FiberState::notified) {
         h.fiber->state.store(FiberState::running, std::memory_order_relaxed);
-        w->runq.push(h.fiber, global_);
+        requeue(w, h.fiber);
       }
       break;
     case SwitchAction::yield:
-      global_.push(h.fiber);  // behind everything else, like Go's Gosched
-      wake_idle_worker();
+      if (seeded()) {
+        w->seeded.push_back(h.fiber);
+      } else {
+        global_.push(h.fiber);  // behind everything else, like Go's Gosched
+        wake_idle_worker();
+      }
       break;
     case SwitchAction::exit:
       release_fiber(w, h.fiber);
@@ -829,11 +914,12 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
 // resumed (unless action is exit).
 inline void Runtime::switch_away(Fiber* self, SwitchAction action) noexcept {
   Worker* w = current_worker();
+  self->last_worker = w->index;
   Fiber* next = find_local(w);
   if (!next && action != SwitchAction::exit) next = steal(w, false);
   w->current = next;
   ExecutionContext& to = next ? next->ctx : w->root;
-  Handoff h{&self->ctx, self, action};
+  Handoff h{&self->ctx, self, action, w};
   land(switch_context(self->ctx, to, &h, action == SwitchAction::exit));
 }
 
@@ -848,6 +934,10 @@ inline void Runtime::park_current(Fiber* self) noexcept {
 
 inline void Runtime::yield_current(Fiber* self) noexcept {
   Worker* w = current_worker();
+  if (seeded() || config_.force_migration) {
+    switch_away(self, SwitchAction::yield);
+    return;
+  }
   if (w->runq.empty() && global_.empty() && !w->runnext.load(std::memory_order_relaxed)) {
     if (!timers().empty()) timers().run_due(now_ns());
     if (w->runq.empty() && global_.empty() && !w->runnext.load(std::memory_order_relaxed))

@@ -15,10 +15,11 @@
 // neighbouring stack. (A canary word at the bottom would cost every fiber a
 // second resident page.)
 //
-// Reuse. Freed stacks go back to a pool. The first kRetainWarm of them keep
-// their committed pages (a respawned fiber touches warm memory); above that
-// watermark guarded stacks are unmapped and unguarded ones given back to the
-// kernel with madvise(MADV_DONTNEED).
+// Reuse. Freed stacks go back to a pool, most recent first, with their
+// committed pages (a respawned fiber touches warm memory). Above a watermark
+// of kRetainWarm stacks, scavenge() -- run by idle workers and at the end of
+// run(), like Go's background scavenger -- unmaps the oldest guarded stacks
+// and gives the pages of unguarded ones back with madvise(MADV_DONTNEED).
 //
 // Thread-safety: StackPool is safe from any thread; it is used by the
 // workers' local caches (Scheduler) in batches.
@@ -80,9 +81,11 @@ class StackPool {
   }
   // release() takes back a stack that no fiber runs on any more.
   void release(Stack stack) noexcept;
-  // trim() unmaps the warm stacks beyond kRetainWarm (called when a runtime
-  // ends). Cold stacks hold no pages and stay reserved for the next runtime.
-  void trim() noexcept;
+  // scavenge() gives back the pages of the oldest pooled stacks beyond
+  // kRetainWarm. Idle workers and the end of run() call it, so a burst of
+  // fibers reuses warm stacks and the memory returns once things calm down.
+  void scavenge() noexcept;
+  bool has_excess() const noexcept { return warm_count_.load(std::memory_order_relaxed) > kRetainWarm; }
 
   std::size_t guarded_live() const noexcept { return guarded_live_.load(std::memory_order_relaxed); }
   std::size_t guard_budget() const noexcept { return guard_budget_; }
@@ -94,7 +97,6 @@ class StackPool {
   static std::size_t read_map_budget() noexcept;
   Stack map_stack(std::size_t size);
   void unmap(Stack stack) noexcept;
-  void trim_to(std::size_t keep) noexcept;
 
   Stack carve_unguarded(std::size_t size);
 
@@ -104,6 +106,7 @@ class StackPool {
   std::vector<Stack> warm_;
   std::vector<Stack> cold_;
   std::vector<Stack> slab_;
+  std::atomic<std::size_t> warm_count_{0};
   std::size_t size_ = 0;     // guarded by lock_
   std::atomic<std::size_t> guarded_live_{0};
   const std::size_t guard_budget_;
@@ -199,37 +202,32 @@ inline void StackPool::release(Stack s) noexcept {
     unmap(s);
     return;
   }
-  if (warm_.size() < kRetainWarm) {
-    warm_.push_back(s);
-    return;
-  }
-  guard.unlock();
-  if (s.guarded) {
-    unmap(s);  // frees two kernel mappings for unguarded fibers to come
-    return;
-  }
-  ::madvise(s.base, s.size, MADV_DONTNEED);  // keep the reservation, return the pages
-  guard.lock();
-  cold_.push_back(s);
+  warm_.push_back(s);  // trimmed later, off the hot path (scavenge)
+  warm_count_.store(warm_.size(), std::memory_order_relaxed);
 }
 
-inline void StackPool::trim_to(std::size_t keep) noexcept {
-  std::vector<Stack> excess;
+inline void StackPool::scavenge() noexcept {
+  if (warm_count_.load(std::memory_order_relaxed) <= kRetainWarm) return;
+  std::vector<Stack> oldest;
   {
     std::lock_guard guard(lock_);
-    if (warm_.size() > keep) {
-      excess.insert(excess.end(), warm_.begin() + static_cast<std::ptrdiff_t>(keep), warm_.end());
-      warm_.resize(keep);
-    }
-    if (keep == 0) {
-      excess.insert(excess.end(), slab_.begin(), slab_.end());
-      slab_.clear();
+    if (warm_.size() <= kRetainWarm) return;
+    auto cut = warm_.begin() + static_cast<std::ptrdiff_t>(warm_.size() - kRetainWarm);
+    oldest.assign(warm_.begin(), cut);
+    warm_.erase(warm_.begin(), cut);
+    warm_count_.store(warm_.size(), std::memory_order_relaxed);
+  }
+  std::vector<Stack> keep;
+  for (Stack& s : oldest) {
+    if (s.guarded) {
+      unmap(s);  // frees two kernel mappings for unguarded fibers to come
+    } else {
+      ::madvise(s.base, s.size, MADV_DONTNEED);  // keep the reservation, return the pages
+      keep.push_back(s);
     }
   }
-  for (Stack& s : excess) unmap(s);
+  std::lock_guard guard(lock_);
+  cold_.insert(cold_.end(), keep.begin(), keep.end());
 }
-
-
-inline void StackPool::trim() noexcept { trim_to(kRetainWarm); }
 
 }  // namespace goro::detail

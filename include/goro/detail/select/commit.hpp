@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "../channel/chan.hpp"
+#include "../scheduler.hpp"
 #include "../parker.hpp"
 #include "../unwind.hpp"
 
@@ -46,6 +47,14 @@ GORO_NOINLINE inline std::uint32_t select_random() noexcept {
   state ^= state >> 7;
   state ^= state << 17;
   return static_cast<std::uint32_t>(state >> 32);
+}
+
+// poll_random() draws the poll order: from the seeded generator in the
+// deterministic schedule mode (so a seed replays selects too), else per thread.
+inline std::uint32_t poll_random() noexcept {
+  Runtime* rt = current_runtime();
+  if (rt && rt->seeded() && current_worker()) return rt->seeded_random();
+  return select_random();
 }
 
 // Every case type provides (see select.hpp):
@@ -63,10 +72,6 @@ class LockSet {
   template <class Tuple>
   explicit LockSet(Tuple& cases) {
     std::apply([&](auto&... c) { (add(c.channel()), ...); }, cases);
-    std::sort(locks_.begin(), locks_.begin() + static_cast<std::ptrdiff_t>(count_));
-    count_ = static_cast<std::size_t>(
-        std::unique(locks_.begin(), locks_.begin() + static_cast<std::ptrdiff_t>(count_)) -
-        locks_.begin());
   }
   void lock() noexcept {
     for (std::size_t i = 0; i < count_; ++i) locks_[i]->lock.lock();
@@ -76,8 +81,16 @@ class LockSet {
   }
 
  private:
+  // add() keeps locks_ sorted and free of duplicates (insertion sort: a
+  // select has a handful of cases).
   void add(ChanBase* c) noexcept {
-    if (c) locks_[count_++] = c;
+    if (!c) return;
+    std::size_t i = count_;
+    while (i > 0 && locks_[i - 1] > c) --i;
+    if (i > 0 && locks_[i - 1] == c) return;
+    for (std::size_t j = count_; j > i; --j) locks_[j] = locks_[j - 1];
+    locks_[i] = c;
+    ++count_;
   }
   std::array<ChanBase*, N> locks_{};
   std::size_t count_ = 0;
@@ -103,7 +116,7 @@ std::size_t select_commit(Tuple& cases) {
   std::apply(
       [&](auto&... c) {
         std::size_t i = 0;
-        auto note = [&](auto& one) {
+        [[maybe_unused]] auto note = [&](auto& one) {
           using Case = std::remove_reference_t<decltype(one)>;
           if constexpr (Case::kIsDefault) default_index = i;
           if constexpr (Case::kIsTimeout) {
@@ -125,7 +138,7 @@ std::size_t select_commit(Tuple& cases) {
     // 1. Random poll order.
     std::array<std::size_t, N> order;
     for (std::size_t i = 0; i < N; ++i) order[i] = i;
-    for (std::size_t i = N; i > 1; --i) std::swap(order[i - 1], order[select_random() % i]);
+    for (std::size_t i = N; i > 1; --i) std::swap(order[i - 1], order[poll_random() % i]);
 
     // Non-blocking fast path: nothing looks ready, so default it is.
     if (default_index != kNone) {

@@ -2,6 +2,7 @@
 // thread's own stack) and the switch between two of them, on Boost.Context's
 // fcontext. A switch also carries what the C++ runtime and the sanitizers keep
 // per thread but that belongs to the flow of control:
+//   - errno, so a fiber that migrates keeps the value it set;
 //   - the exception-handling globals (caught-exception stack, uncaught count),
 //     so `throw;`, std::current_exception() and std::uncaught_exceptions() stay
 //     right for a fiber that parks inside a catch block or migrates threads;
@@ -12,6 +13,7 @@
 #include <boost/context/detail/fcontext.hpp>
 #include <pthread.h>
 
+#include <cerrno>
 #include <cstddef>
 
 #include "config.hpp"
@@ -39,6 +41,7 @@ extern "C++" CxaEhGlobals* goro_cxa_get_globals() noexcept __asm__("__cxa_get_gl
 struct ExecutionContext {
   fctx::fcontext_t fctx = nullptr;
   CxaEhGlobals eh{nullptr, 0};
+  int saved_errno = 0;  // errno belongs to the fiber, not the thread it runs on
   const void* stack_bottom = nullptr;  // lowest address, for ASan
   std::size_t stack_size = 0;
 #if GORO_ASAN
@@ -104,6 +107,8 @@ inline fctx::transfer_t switch_context(ExecutionContext& from, ExecutionContext&
   CxaEhGlobals* eh = goro_cxa_get_globals();
   from.eh = *eh;
   *eh = to.eh;
+  from.saved_errno = errno;
+  errno = to.saved_errno;
 #if GORO_ASAN
   __sanitizer_start_switch_fiber(from_exits ? nullptr : &from.asan_fake_stack, to.stack_bottom,
                                  to.stack_size);
