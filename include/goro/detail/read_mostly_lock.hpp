@@ -113,7 +113,6 @@ inline void ReadMostlyLock::lock() noexcept {
     int spins = 0;
     while (slots_[i].readers.load(std::memory_order_seq_cst) != 0) backoff(spins);
   }
-  std::atomic_thread_fence(std::memory_order_acquire);
 }
 
 }  // namespace goro::detail

@@ -46,6 +46,25 @@ class GlobalRunQueue {
     size_.fetch_sub(1, std::memory_order_relaxed);
     return f;
   }
+  // pop_batch() takes up to `max` fibers at once, linked by next_runnable,
+  // so a worker refilling its ring from here pays for one lock, not many.
+  Fiber* pop_batch(std::size_t max, std::size_t& taken) noexcept {
+    taken = 0;
+    if (empty()) return nullptr;
+    std::lock_guard guard(mutex_);
+    Fiber* first = head_;
+    Fiber* last = nullptr;
+    for (Fiber* f = head_; f && taken < max; f = f->next_runnable) {
+      last = f;
+      ++taken;
+    }
+    if (!last) return nullptr;
+    head_ = last->next_runnable;
+    if (!head_) tail_ = nullptr;
+    last->next_runnable = nullptr;
+    size_.fetch_sub(taken, std::memory_order_relaxed);
+    return first;
+  }
   bool empty() const noexcept { return size_.load(std::memory_order_acquire) == 0; }
   std::size_t size() const noexcept { return size_.load(std::memory_order_acquire); }
 

@@ -110,7 +110,7 @@ struct Handoff {
 };
 
 struct alignas(64) Worker {
-  static constexpr std::size_t kStackCache = 64;
+  static constexpr std::size_t kStackCache = 256;
 
   Runtime* rt = nullptr;
   std::uint32_t index = 0;
@@ -197,6 +197,7 @@ class Runtime {
   void run_fiber_from_root(Worker* w, Fiber* f) noexcept;
   Fiber* find_local(Worker* w) noexcept;
   Fiber* pick_seeded(Worker* w) noexcept;
+  Fiber* refill_from_global(Worker* w) noexcept;
   Fiber* pick_migrating(Worker* w) noexcept;
   void requeue(Worker* w, Fiber* f) noexcept;
   Fiber* steal(Worker* w, bool take_runnext) noexcept;
@@ -553,13 +554,13 @@ Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
 
 inline Stack Runtime::take_stack() {
   Worker* w = current_worker();
-  if (w && w->rt == this && !w->stack_cache.empty()) {
-    Stack s = w->stack_cache.back();
-    w->stack_cache.pop_back();
-    if (s.size == StackPool::round_size(config_.stack_size)) return s;
-    StackPool::instance().release(s);
+  if (!w || w->rt != this) return StackPool::instance().acquire(config_.stack_size);
+  if (w->stack_cache.empty()) {
+    StackPool::instance().acquire_batch(config_.stack_size, Worker::kStackCache / 2, w->stack_cache);
   }
-  return StackPool::instance().acquire(config_.stack_size);
+  Stack s = w->stack_cache.back();
+  w->stack_cache.pop_back();
+  return s;
 }
 
 inline void Runtime::register_fiber(Fiber* f) noexcept {
@@ -589,10 +590,9 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
   f->ctx.release();
   unregister_fiber(f);
   f->~Fiber();
-  if (w->stack_cache.size() < Worker::kStackCache) {
-    w->stack_cache.push_back(stack);
-  } else {
-    StackPool::instance().release(stack);
+  w->stack_cache.push_back(stack);
+  if (w->stack_cache.size() > Worker::kStackCache) {
+    StackPool::instance().release_batch(w->stack_cache, Worker::kStackCache / 2);
   }
   if (stopping()) {
     std::lock_guard guard(mutex_);
@@ -729,7 +729,23 @@ inline Fiber* Runtime::find_local(Worker* w) noexcept {
   w->runnext_streak = 0;
   if (Fiber* f = w->runq.pop()) return f;
   if (Fiber* f = w->runnext.exchange(nullptr, std::memory_order_acq_rel)) return f;
-  return global_.pop();
+  return refill_from_global(w);
+}
+
+// refill_from_global() moves a fair share of the global queue into this
+// worker's (empty) ring with one lock, and returns the first.
+inline Fiber* Runtime::refill_from_global(Worker* w) noexcept {
+  std::size_t share = global_.size() / workers_.size() + 1;
+  share = std::min<std::size_t>(share, LocalRunQueue::kCapacity / 2);
+  std::size_t taken = 0;
+  Fiber* first = global_.pop_batch(share, taken);
+  if (!first) return nullptr;
+  for (Fiber* f = first->next_runnable; f;) {
+    Fiber* next = f->next_runnable;
+    w->runq.push(f, global_);
+    f = next;
+  }
+  return first;
 }
 
 inline Fiber* Runtime::steal(Worker* w, bool take_runnext) noexcept {

@@ -79,6 +79,10 @@ class StackPool {
     const std::size_t page = page_size();
     return std::max<std::size_t>((size + page - 1) / page * page, 4 * page);
   }
+  // acquire_batch() appends `n` stacks (at least one) to `out`, taking the
+  // pool's lock once; release_batch() returns the oldest `n` of `stacks`.
+  void acquire_batch(std::size_t size, std::size_t n, std::vector<Stack>& out);
+  void release_batch(std::vector<Stack>& stacks, std::size_t n) noexcept;
   // release() takes back a stack that no fiber runs on any more.
   void release(Stack stack) noexcept;
   // scavenge() gives back the pages of the oldest pooled stacks beyond
@@ -204,6 +208,44 @@ inline void StackPool::release(Stack s) noexcept {
   }
   warm_.push_back(s);  // trimmed later, off the hot path (scavenge)
   warm_count_.store(warm_.size(), std::memory_order_relaxed);
+}
+
+inline void StackPool::acquire_batch(std::size_t size, std::size_t n, std::vector<Stack>& out) {
+  size = round_size(size);
+  {
+    std::lock_guard guard(lock_);
+    if (size == size_) {
+      for (auto* list : {&warm_, &cold_, &slab_}) {
+        while (n > 0 && !list->empty()) {
+          out.push_back(list->back());
+          list->pop_back();
+          --n;
+        }
+      }
+      warm_count_.store(warm_.size(), std::memory_order_relaxed);
+      if (n == 0) return;
+    }
+  }
+  out.push_back(acquire(size));  // maps new stacks (or resets the pool's size)
+}
+
+inline void StackPool::release_batch(std::vector<Stack>& stacks, std::size_t n) noexcept {
+  std::unique_lock guard(lock_);
+  std::size_t moved = 0;
+  for (; moved < n && moved < stacks.size(); ++moved) {
+    const Stack& s = stacks[moved];
+    if (s.size != size_) break;
+    warm_.push_back(s);
+  }
+  warm_count_.store(warm_.size(), std::memory_order_relaxed);
+  guard.unlock();
+  stacks.erase(stacks.begin(), stacks.begin() + static_cast<std::ptrdiff_t>(moved));
+  if (moved < n) {  // stacks of another size: not worth keeping
+    for (std::size_t i = 0; i < stacks.size() && moved < n; ++moved) {
+      release(stacks[i]);
+      stacks.erase(stacks.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
 }
 
 inline void StackPool::scavenge() noexcept {
