@@ -65,6 +65,30 @@ struct ChanOps {
   throw channel_closed("goro: send on closed channel");
 }
 
+// ChannelHandle is what every channel handle has: a shared state (null for
+// the nil channel) and the queries that need no direction.
+template <class T>
+class ChannelHandle {
+ public:
+  using value_type = T;
+
+  bool closed() const noexcept { return state_ && state_->closed(); }
+  std::size_t size() const noexcept { return state_ ? state_->size() : 0; }
+  std::size_t capacity() const noexcept { return state_ ? state_->capacity() : 0; }
+  bool is_nil() const noexcept { return !state_; }
+  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+
+  // Internal: the shared state (null for nil).
+  ChanState<T>* get() const noexcept { return state_.get(); }
+  const ChanPtr<T>& state() const noexcept { return state_; }
+
+ protected:
+  ChannelHandle() = default;
+  explicit ChannelHandle(ChanPtr<T> state) noexcept : state_(std::move(state)) {}
+
+  ChanPtr<T> state_;
+};
+
 // RecvIterator drives `for (T v : ch)`: it receives until closed and drained.
 template <class T>
 class RecvIterator {
@@ -93,48 +117,36 @@ class RecvIterator {
 
 // Channel<T> is a bidirectional channel handle.
 template <class T>
-class Channel {
+class Channel : public detail::ChannelHandle<T> {
  public:
-  using value_type = T;
-
   // Channel() makes an unbuffered (rendezvous) channel.
-  Channel() : state_(std::make_shared<detail::ChanState<T>>(0)) {}
+  Channel() : detail::ChannelHandle<T>(std::make_shared<detail::ChanState<T>>(0)) {}
   // Channel(n) makes a channel with capacity n (0: unbuffered). Throws
   // std::length_error, before allocating, for a negative or impossible n.
   template <std::integral I>
-  explicit Channel(I capacity) : state_(make_state(capacity)) {}
+  explicit Channel(I capacity) : detail::ChannelHandle<T>(make_state(capacity)) {}
   // Channel(nullptr) is the nil channel.
   Channel(std::nullptr_t) noexcept {}
 
   // send() blocks until `v` is delivered to a receiver or buffered. Throws
   // goro::channel_closed if the channel is (or becomes, while waiting) closed.
-  void send(T v) const { detail::ChanOps<T>::send(get(), v); }
+  void send(T v) const { detail::ChanOps<T>::send(this->get(), v); }
   // recv() blocks until a value arrives; std::nullopt once closed and drained.
-  std::optional<T> recv() const { return detail::ChanOps<T>::recv(get()); }
+  std::optional<T> recv() const { return detail::ChanOps<T>::recv(this->get()); }
   // try_send() never blocks: false, leaving `v` untouched, if it would.
   // Throws goro::channel_closed on a closed channel.
-  bool try_send(T&& v) const { return detail::ChanOps<T>::try_send(get(), v); }
+  bool try_send(T&& v) const { return detail::ChanOps<T>::try_send(this->get(), v); }
   // try_recv() never blocks: std::nullopt if nothing is ready (or closed and drained).
-  std::optional<T> try_recv() const { return detail::ChanOps<T>::try_recv(get()); }
+  std::optional<T> try_recv() const { return detail::ChanOps<T>::try_recv(this->get()); }
   // close() closes the channel: receivers drain the buffer, then get nullopt;
   // blocked senders throw. Throws goro::channel_closed if already closed.
-  void close() const { detail::ChanOps<T>::close(get()); }
-
-  bool closed() const noexcept { return state_ && state_->closed(); }
-  std::size_t size() const noexcept { return state_ ? state_->size() : 0; }
-  std::size_t capacity() const noexcept { return state_ ? state_->capacity() : 0; }
-  bool is_nil() const noexcept { return !state_; }
-  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+  void close() const { detail::ChanOps<T>::close(this->get()); }
 
   // Range: `for (T v : ch)` receives until the channel is closed and drained.
-  detail::RecvIterator<T> begin() const { return detail::RecvIterator<T>(get()); }
+  detail::RecvIterator<T> begin() const { return detail::RecvIterator<T>(this->get()); }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  friend bool operator==(const Channel& a, const Channel& b) noexcept { return a.state_ == b.state_; }
-
-  // Internal: the shared state (null for nil).
-  detail::ChanState<T>* get() const noexcept { return state_.get(); }
-  const detail::ChanPtr<T>& state() const noexcept { return state_; }
+  friend bool operator==(const Channel& a, const Channel& b) noexcept { return a.get() == b.get(); }
 
  private:
   template <class I>
@@ -144,54 +156,32 @@ class Channel {
     }
     return std::make_shared<detail::ChanState<T>>(static_cast<std::size_t>(capacity));
   }
-
-  detail::ChanPtr<T> state_;
 };
 
 // SendChannel<T> is a send-only view (Go's chan<- T): no recv, no range.
 template <class T>
-class SendChannel {
+class SendChannel : public detail::ChannelHandle<T> {
  public:
-  using value_type = T;
   SendChannel(std::nullptr_t) noexcept {}
-  SendChannel(const Channel<T>& ch) noexcept : state_(ch.state()) {}
+  SendChannel(const Channel<T>& ch) noexcept : detail::ChannelHandle<T>(ch.state()) {}
 
-  void send(T v) const { detail::ChanOps<T>::send(get(), v); }
-  bool try_send(T&& v) const { return detail::ChanOps<T>::try_send(get(), v); }
-  void close() const { detail::ChanOps<T>::close(get()); }
-  bool closed() const noexcept { return state_ && state_->closed(); }
-  std::size_t size() const noexcept { return state_ ? state_->size() : 0; }
-  std::size_t capacity() const noexcept { return state_ ? state_->capacity() : 0; }
-  bool is_nil() const noexcept { return !state_; }
-
-  detail::ChanState<T>* get() const noexcept { return state_.get(); }
-
- private:
-  detail::ChanPtr<T> state_;
+  void send(T v) const { detail::ChanOps<T>::send(this->get(), v); }
+  bool try_send(T&& v) const { return detail::ChanOps<T>::try_send(this->get(), v); }
+  void close() const { detail::ChanOps<T>::close(this->get()); }
 };
 
 // RecvChannel<T> is a receive-only view (Go's <-chan T): no send, no close.
 template <class T>
-class RecvChannel {
+class RecvChannel : public detail::ChannelHandle<T> {
  public:
-  using value_type = T;
   RecvChannel(std::nullptr_t) noexcept {}
-  RecvChannel(const Channel<T>& ch) noexcept : state_(ch.state()) {}
+  RecvChannel(const Channel<T>& ch) noexcept : detail::ChannelHandle<T>(ch.state()) {}
 
-  std::optional<T> recv() const { return detail::ChanOps<T>::recv(get()); }
-  std::optional<T> try_recv() const { return detail::ChanOps<T>::try_recv(get()); }
-  bool closed() const noexcept { return state_ && state_->closed(); }
-  std::size_t size() const noexcept { return state_ ? state_->size() : 0; }
-  std::size_t capacity() const noexcept { return state_ ? state_->capacity() : 0; }
-  bool is_nil() const noexcept { return !state_; }
+  std::optional<T> recv() const { return detail::ChanOps<T>::recv(this->get()); }
+  std::optional<T> try_recv() const { return detail::ChanOps<T>::try_recv(this->get()); }
 
-  detail::RecvIterator<T> begin() const { return detail::RecvIterator<T>(get()); }
+  detail::RecvIterator<T> begin() const { return detail::RecvIterator<T>(this->get()); }
   std::default_sentinel_t end() const noexcept { return {}; }
-
-  detail::ChanState<T>* get() const noexcept { return state_.get(); }
-
- private:
-  detail::ChanPtr<T> state_;
 };
 
 // ---------------------------------------------------------------------------

@@ -140,15 +140,12 @@ class SendCase {
   ChanWaiter<T> waiter_;
 };
 
+// ChannelFreeCase: the select hooks of a case that names no channel.
 template <class H>
-class TimeoutCase {
+class ChannelFreeCase {
  public:
-  static constexpr bool kIsDefault = false;
-  static constexpr bool kIsTimeout = true;
+  explicit ChannelFreeCase(H handler) : handler_(std::move(handler)) {}
 
-  TimeoutCase(std::int64_t deadline_ns, H handler) : deadline_(deadline_ns), handler_(std::move(handler)) {}
-
-  std::int64_t deadline() const noexcept { return deadline_; }
   ChanBase* channel() const noexcept { return nullptr; }
   bool maybe_ready() const noexcept { return false; }
   bool poll(WakeList&) noexcept { return false; }
@@ -157,27 +154,31 @@ class TimeoutCase {
   void finish() { handler_(); }
 
  private:
-  std::int64_t deadline_;
   H handler_;
 };
 
 template <class H>
-class DefaultCase {
+class TimeoutCase : public ChannelFreeCase<H> {
+ public:
+  static constexpr bool kIsDefault = false;
+  static constexpr bool kIsTimeout = true;
+
+  TimeoutCase(std::int64_t deadline_ns, H handler)
+      : ChannelFreeCase<H>(std::move(handler)), deadline_(deadline_ns) {}
+
+  std::int64_t deadline() const noexcept { return deadline_; }
+
+ private:
+  std::int64_t deadline_;
+};
+
+template <class H>
+class DefaultCase : public ChannelFreeCase<H> {
  public:
   static constexpr bool kIsDefault = true;
   static constexpr bool kIsTimeout = false;
 
-  explicit DefaultCase(H handler) : handler_(std::move(handler)) {}
-
-  ChanBase* channel() const noexcept { return nullptr; }
-  bool maybe_ready() const noexcept { return false; }
-  bool poll(WakeList&) noexcept { return false; }
-  void enqueue(Parker::Ticket, SelectRecord*, std::size_t) noexcept {}
-  void dequeue() noexcept {}
-  void finish() { handler_(); }
-
- private:
-  H handler_;
+  explicit DefaultCase(H handler) : ChannelFreeCase<H>(std::move(handler)) {}
 };
 
 template <class C>

@@ -29,6 +29,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <tuple>
 #include <utility>
 
@@ -86,7 +87,7 @@ class LockSet {
   void add(ChanBase* c) noexcept {
     if (!c) return;
     std::size_t i = count_;
-    while (i > 0 && locks_[i - 1] > c) --i;
+    while (i > 0 && std::less<ChanBase*>{}(c, locks_[i - 1])) --i;
     if (i > 0 && locks_[i - 1] == c) return;
     for (std::size_t j = count_; j > i; --j) locks_[j] = locks_[j - 1];
     locks_[i] = c;
