@@ -28,11 +28,11 @@ int main() {
     auto start = std::chrono::steady_clock::now();
     goro::Ticker ticker(50ms);
     goro::Channel<bool> done;
-    goro::go([&ticker, done, start] {  // main outlives this fiber: it waits on `done` below
+    goro::go([ticks = ticker.channel(), done, start] {  // ticker.C: a channel handle, captured by value
       for (;;) {
         bool stop = false;
         goro::select(goro::recv(done, [&] { stop = true; }),
-                     goro::recv(ticker.channel(), [&](goro::TimePoint t) {
+                     goro::recv(ticks, [&](goro::TimePoint t) {
                        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - start);
                        std::printf("Tick at %lld ms\n", static_cast<long long>(ms.count()));
                      }));

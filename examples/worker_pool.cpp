@@ -56,7 +56,7 @@ void create_worker_pool(int workers, goro::RecvChannel<Job> jobs, goro::SendChan
 }
 
 void allocate(int n, goro::SendChannel<Job> jobs) {
-  for (int i = 0; i < n; ++i) jobs.send(Job{i, (i * 7919 + 13) % 999});  // Job has no default constructor: fine
+  for (int i = 0; i < n; ++i) jobs.send(Job{i, (i * 7919 + 13) % 999});  // fixed "random" numbers
   jobs.close();
 }
 

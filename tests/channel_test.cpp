@@ -294,6 +294,9 @@ TEST_CASE("capacity: a literal 0 compiles, impossible capacities throw std::leng
   CHECK_THROWS_AS(goro::Channel<int>(-1), std::length_error);
   CHECK_THROWS_AS(goro::Channel<std::string>(std::numeric_limits<std::size_t>::max() / 2),
                   std::length_error);
+  CHECK_THROWS_AS(goro::Channel<int>(std::size_t{1} << 60), std::length_error);
+  // Addressable but more than this machine can give: still length_error.
+  CHECK_THROWS_AS(goro::Channel<char>(std::size_t{1} << 46), std::length_error);
 }
 
 TEST_CASE("a nil channel blocks forever (reported as deadlock)", "[channel]") {

@@ -1,6 +1,7 @@
 // after, Timer and Ticker: Go's time package semantics.
 #include <atomic>
 #include <thread>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -88,4 +89,19 @@ TEST_CASE("a select timeout parks fibers, not threads: 1,000 concurrent timeouts
       with_workers(2));
   CHECK(timed_out.load() == n);
   CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
+TEST_CASE("Timer and Ticker are movable", "[time]") {
+  goro::run(
+      [] {
+        auto make = [] { return goro::Timer(std::chrono::milliseconds(2)); };
+        goro::Timer t = make();
+        goro::Timer moved = std::move(t);
+        CHECK(moved.channel().recv());
+        std::vector<goro::Ticker> tickers;
+        tickers.emplace_back(std::chrono::milliseconds(1));
+        tickers.push_back(goro::Ticker(std::chrono::milliseconds(1)));
+        for (auto& k : tickers) CHECK(k.channel().recv());
+      },
+      with_workers(2));
 }

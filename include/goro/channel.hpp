@@ -1,6 +1,7 @@
 // goro::Channel<T>: Go's chan T, with send-only and receive-only views.
 //
 //   goro::Channel<int> jobs(100);           // make(chan int, 100)
+//   goro::RecvChannel<int> in = jobs;       // <-chan int
 //   goro::go([jobs] { for (int j : jobs) process(j); });   // for j := range jobs
 //   jobs.send(1);                           // jobs <- 1
 //   jobs.close();                           // close(jobs)
@@ -78,6 +79,11 @@ class ChannelHandle {
   bool is_nil() const noexcept { return !state_; }
   explicit operator bool() const noexcept { return static_cast<bool>(state_); }
 
+  // Two handles are equal when they name the same channel (or are both nil).
+  friend bool operator==(const ChannelHandle& a, const ChannelHandle& b) noexcept {
+    return a.get() == b.get();
+  }
+
   // Internal: the shared state (null for nil).
   ChanState<T>* get() const noexcept { return state_.get(); }
   const ChanPtr<T>& state() const noexcept { return state_; }
@@ -146,14 +152,13 @@ class Channel : public detail::ChannelHandle<T> {
   detail::RecvIterator<T> begin() const { return detail::RecvIterator<T>(this->get()); }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  friend bool operator==(const Channel& a, const Channel& b) noexcept { return a.get() == b.get(); }
-
  private:
   template <class I>
   static detail::ChanPtr<T> make_state(I capacity) {
     if constexpr (std::is_signed_v<I>) {
       if (capacity < 0) throw std::length_error("goro::Channel: negative capacity");
     }
+    detail::Ring<T>::check_capacity(static_cast<std::size_t>(capacity));  // before allocating
     return std::make_shared<detail::ChanState<T>>(static_cast<std::size_t>(capacity));
   }
 };

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <utility>
 
 #include "channel.hpp"
 #include "detail/timer_heap.hpp"
@@ -101,10 +102,15 @@ class Timer {
   }
   Timer(const Timer&) = delete;
   Timer& operator=(const Timer&) = delete;
-  ~Timer() {
-    state_->unschedule();
-    state_->unref();
+  Timer(Timer&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  Timer& operator=(Timer&& other) noexcept {
+    if (this != &other) {
+      release();
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
   }
+  ~Timer() { release(); }
 
   RecvChannel<TimePoint> channel() const { return state_->channel; }
   // stop() prevents the timer from firing: true if that stopped it, false if
@@ -120,7 +126,14 @@ class Timer {
   }
 
  private:
-  detail::TimerState* state_;
+  void release() noexcept {
+    if (!state_) return;
+    state_->unschedule();
+    state_->unref();
+    state_ = nullptr;
+  }
+
+  detail::TimerState* state_;  // null once moved from
 };
 
 // Ticker is Go's time.Ticker: channel() receives the time every period; a
@@ -136,10 +149,15 @@ class Ticker {
   }
   Ticker(const Ticker&) = delete;
   Ticker& operator=(const Ticker&) = delete;
-  ~Ticker() {
-    stop();
-    state_->unref();
+  Ticker(Ticker&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  Ticker& operator=(Ticker&& other) noexcept {
+    if (this != &other) {
+      release();
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
   }
+  ~Ticker() { release(); }
 
   RecvChannel<TimePoint> channel() const { return state_->channel; }
   // stop() turns the ticker off; no more ticks are sent. It does not close the channel.
@@ -149,7 +167,14 @@ class Ticker {
   }
 
  private:
-  detail::TimerState* state_;
+  void release() noexcept {
+    if (!state_) return;
+    stop();
+    state_->unref();
+    state_ = nullptr;
+  }
+
+  detail::TimerState* state_;  // null once moved from
 };
 
 }  // namespace goro

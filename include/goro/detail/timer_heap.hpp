@@ -70,9 +70,11 @@ class TimerHeap {
   std::atomic<std::int64_t> earliest_{INT64_MAX};
 };
 
+// timers() is the process's heap. It is never destroyed: the TimerService
+// thread may still be running due timers while the process exits.
 inline TimerHeap& timers() noexcept {
-  static TimerHeap heap;
-  return heap;
+  static TimerHeap* heap = new TimerHeap();
+  return *heap;
 }
 
 inline bool TimerHeap::add(TimerNode* node) {

@@ -20,12 +20,24 @@ class Ring {
   // Throws std::length_error, before allocating anything, when `capacity`
   // slots of T cannot be addressed.
   explicit Ring(std::size_t capacity) : capacity_(capacity) {
-    if (capacity > std::numeric_limits<std::ptrdiff_t>::max() / sizeof(T)) {
+    check_capacity(capacity);
+    if (capacity == 0) return;
+    try {
+      slots_ = static_cast<T*>(::operator new(capacity * sizeof(T), std::align_val_t{alignof(T)}));
+    } catch (const std::bad_alloc&) {
+      throw std::length_error("goro::Channel: capacity " + std::to_string(capacity) +
+                              " cannot be allocated");
+    }
+  }
+
+  // check_capacity() throws std::length_error for a buffer no machine can
+  // hold (beyond a 47-bit address space), so callers can refuse it before
+  // allocating anything.
+  static void check_capacity(std::size_t capacity) {
+    constexpr std::size_t kMaxBytes = std::size_t{1} << 47;
+    if (capacity > kMaxBytes / sizeof(T)) {
       throw std::length_error("goro::Channel: capacity " + std::to_string(capacity) +
                               " is too large");
-    }
-    if (capacity) {
-      slots_ = static_cast<T*>(::operator new(capacity * sizeof(T), std::align_val_t{alignof(T)}));
     }
   }
   Ring(const Ring&) = delete;
