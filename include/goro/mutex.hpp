@@ -34,8 +34,9 @@
 //     under `lock_`.
 //   - While kLocked is set, the state word changes only under `lock_` (the
 //     other paths CAS only from states without kLocked or kStarving).
-//   - At most one waiter is woken-and-competing: the one kWoken speaks for.
-//     It clears kWoken when it takes the lock or parks again.
+//   - At most one locker is woken-and-competing: the one kWoken speaks for
+//     (a waiter unlock() woke, or a spinner that claimed it so that unlock()
+//     wakes nobody). It clears kWoken when it takes the lock or parks.
 //   - In starvation mode kLocked stays set from unlock() to the new owner, so
 //     no one can slip in between.
 // Lock order: `lock_` is a leaf (only Parker claims happen under it) and is
@@ -196,7 +197,7 @@ inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
   detail::Parker* self = nullptr;
   std::int64_t wait_start = 0;  // 0: never queued yet
   bool starving = false;        // we have waited more than the threshold
-  bool awoke = false;           // an unlocker woke us: we speak for kWoken
+  bool awoke = false;           // we hold kWoken: an unlocker woke us, or we claimed it spinning
   int spins = 0;
   for (;;) {
     std::uint32_t old = state_.load(std::memory_order_relaxed);
@@ -214,8 +215,15 @@ inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
       }
       continue;
     }
-    // Held in normal mode: the holder may be about to release it.
+    // Held in normal mode: the holder may be about to release it. While we
+    // spin, claim kWoken (if there are waiters and nobody has it) so that
+    // unlock() does not wake a parked waiter that would only lose to us.
     if ((old & kStarving) == 0 && spins < kMaxSpins && can_spin()) {
+      if (!awoke && (old & kWoken) == 0 && (old & kWaiters) != 0 &&
+          state_.compare_exchange_weak(old, old | kWoken, std::memory_order_relaxed,
+                                       std::memory_order_relaxed)) {
+        awoke = true;
+      }
       ++spins;
       for (int i = 0; i < kPausesPerSpin; ++i) GORO_CPU_RELAX();
       continue;
@@ -284,9 +292,20 @@ inline void Mutex::lock_during_unwind() {
 }
 
 inline void Mutex::unlock_slow() {
+  // Without lock_ when nobody needs waking: no waiters, or one is already
+  // woken (or spinning) and will take the lock (normal mode only).
+  std::uint32_t old = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((old & kLocked) == 0) throw std::logic_error("goro::Mutex: unlock of unlocked mutex");
+    if ((old & kStarving) != 0 || ((old & kWoken) == 0 && (old & kWaiters) != 0)) break;
+    if (state_.compare_exchange_weak(old, old & ~kLocked, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+      return;
+    }
+  }
   detail::WakeList wake;  // declared first: unparks after lock_ is released
   std::lock_guard guard(lock_);
-  std::uint32_t old = state_.load(std::memory_order_relaxed);
+  old = state_.load(std::memory_order_relaxed);
   if ((old & kLocked) == 0) throw std::logic_error("goro::Mutex: unlock of unlocked mutex");
   if (old & kStarving) {
     // Hand the lock to the first waiter that can still take it; kLocked

@@ -515,6 +515,11 @@ template <class Fn>
 Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
   using Callable = std::decay_t<Fn>;
   Stack stack = take_stack();
+#if GORO_ASAN
+  // A pooled stack keeps the poisoned redzones of the frames its last fiber
+  // never returned from.
+  __asan_unpoison_memory_region(stack.base, stack.size);
+#endif
   char* top = stack.top();
   // Control block at the very top, callable below it, the stack below that.
   char* fiber_at = reinterpret_cast<char*>(
