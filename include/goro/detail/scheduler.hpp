@@ -83,6 +83,10 @@ GORO_NOINLINE inline ThreadState& thread_state() noexcept {
 }
 
 inline std::atomic<Runtime*> g_runtime{nullptr};
+// Held by threads outside the runtime (plain threads, the TimerService) while
+// they call into it, and by the runtime's destructor while it unpublishes
+// itself, so such a call never reaches a runtime that is being destroyed.
+inline std::mutex g_runtime_entry;
 
 // ---------------------------------------------------------------------------
 
@@ -267,6 +271,7 @@ inline FiberIdentity current_fiber_identity() noexcept {
 // threads_quiet() runs when the last active plain thread blocks or exits: if
 // every worker is already idle, that may have completed a deadlock.
 inline void threads_quiet() noexcept {
+  std::lock_guard guard(g_runtime_entry);
   if (Runtime* rt = current_runtime()) rt->recheck_deadlock();
 }
 
@@ -355,7 +360,12 @@ inline void Parker::unpark() noexcept {
   Fiber* f = fiber_;
   if (f->state.exchange(FiberState::notified, std::memory_order_acq_rel) == FiberState::parked) {
     f->state.store(FiberState::running, std::memory_order_relaxed);
-    current_runtime()->make_runnable(f);
+    if (current_worker()) {
+      current_runtime()->make_runnable(f);
+    } else {
+      std::lock_guard guard(g_runtime_entry);  // see g_runtime_entry
+      current_runtime()->make_runnable(f);
+    }
   }
 }
 
@@ -387,6 +397,7 @@ inline Runtime::~Runtime() {
     for (Stack& s : w->stack_cache) StackPool::instance().release(s);
   }
   StackPool::instance().scavenge();
+  std::lock_guard guard(g_runtime_entry);
   g_runtime.store(nullptr, std::memory_order_release);
 }
 

@@ -51,7 +51,8 @@ class TimerHeap {
   // run_due() expires every node due at `now`; returns how many.
   std::size_t run_due(std::int64_t now);
   // earliest() is the earliest deadline, or INT64_MAX when none is pending.
-  std::int64_t earliest() const noexcept { return earliest_.load(std::memory_order_acquire); }
+  // seq_cst: the deadlock detector orders it against the active-thread count.
+  std::int64_t earliest() const noexcept { return earliest_.load(std::memory_order_seq_cst); }
   bool empty() const noexcept { return earliest() == INT64_MAX; }
   // clear() drops every pending node without expiring it (runtime teardown).
   void clear() noexcept;
@@ -62,7 +63,7 @@ class TimerHeap {
   void place(std::size_t i, TimerNode* n) noexcept { heap_[i] = n; n->heap_index = i; }
   void erase_at(std::size_t i) noexcept;
   void publish_earliest() noexcept {
-    earliest_.store(heap_.empty() ? INT64_MAX : heap_[0]->when, std::memory_order_release);
+    earliest_.store(heap_.empty() ? INT64_MAX : heap_[0]->when, std::memory_order_seq_cst);
   }
 
   SpinLock lock_;

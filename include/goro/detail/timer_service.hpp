@@ -40,7 +40,11 @@ class TimerService {
       std::int64_t now = now_ns();
       std::int64_t earliest = timers().earliest();
       if (earliest <= now) {
+        // While it fires timers this thread is a waker the deadlock detector
+        // must see: the heap may look empty before the woken fiber is queued.
+        g_active_threads.fetch_add(1, std::memory_order_seq_cst);
         timers().run_due(now);
+        if (g_active_threads.fetch_sub(1, std::memory_order_seq_cst) == 1) threads_quiet();
         continue;
       }
       futex_wait(&nudge_, seen, earliest == INT64_MAX ? -1 : earliest - now);
