@@ -928,12 +928,10 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
       }
       break;
     case SwitchAction::yield:
-      if (seeded()) {
-        w->seeded.push_back(h.fiber);
-      } else {
-        global_.push(h.fiber);  // behind everything else, like Go's Gosched
-        wake_idle_worker();
-      }
+      // Behind everything queued here (Go's Gosched uses the global queue;
+      // the local ring's tail is as fair to this worker's fibers and needs
+      // no lock; the global queue is still polled every 61 rounds).
+      requeue(w, h.fiber);
       break;
     case SwitchAction::exit:
       release_fiber(w, h.fiber);
