@@ -39,12 +39,12 @@ std::atomic<std::uint64_t> g_allocations{0};
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 constexpr bool kCountsAllocations = true;
-void* operator new(std::size_t n) {
+__attribute__((noinline)) void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
-void* operator new(std::size_t n, std::align_val_t align) {
+__attribute__((noinline)) void* operator new(std::size_t n, std::align_val_t align) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   std::size_t a = std::max(static_cast<std::size_t>(align), sizeof(void*));
   void* p = nullptr;

@@ -141,12 +141,8 @@ class Timer {
 class Ticker {
  public:
   template <class Rep, class Period>
-  explicit Ticker(std::chrono::duration<Rep, Period> period) : state_(new detail::TimerState()) {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(period).count();
-    if (ns <= 0) throw std::invalid_argument("goro::Ticker: non-positive period");
-    state_->period = ns;
-    state_->schedule_at(detail::now_ns() + ns);
-  }
+  explicit Ticker(std::chrono::duration<Rep, Period> period)
+      : Ticker(std::chrono::duration_cast<std::chrono::nanoseconds>(period).count(), 0) {}
   Ticker(const Ticker&) = delete;
   Ticker& operator=(const Ticker&) = delete;
   Ticker(Ticker&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
@@ -167,6 +163,14 @@ class Ticker {
   }
 
  private:
+  // Checks the period before allocating anything.
+  Ticker(std::int64_t period_ns, int) {
+    if (period_ns <= 0) throw std::invalid_argument("goro::Ticker: non-positive period");
+    state_ = new detail::TimerState();
+    state_->period = period_ns;
+    state_->schedule_at(detail::now_ns() + period_ns);
+  }
+
   void release() noexcept {
     if (!state_) return;
     stop();
@@ -174,7 +178,7 @@ class Ticker {
     state_ = nullptr;
   }
 
-  detail::TimerState* state_;  // null once moved from
+  detail::TimerState* state_ = nullptr;  // null once moved from
 };
 
 }  // namespace goro

@@ -1,0 +1,27 @@
+// Misuse of goro::select that must not compile (tests/CMakeLists.txt builds
+// this file once per GORO_MISUSE value and expects failure; GORO_MISUSE=0 is
+// the control that must compile, so a typo cannot pass as "failed").
+#include <goro/select.hpp>
+
+#include <chrono>
+
+#ifndef GORO_MISUSE
+#define GORO_MISUSE 0
+#endif
+
+void misuse(goro::Channel<int> c, goro::RecvChannel<int> r) {
+  using namespace std::chrono_literals;
+#if GORO_MISUSE == 0
+  goro::select(goro::recv(c), goro::default_case());
+  goro::select(goro::recv(c), goro::timeout(1ms));
+  goro::select(goro::recv(r), goro::send(c, 1));
+#elif GORO_MISUSE == 1
+  goro::select(goro::recv(c), goro::timeout(1ms), goro::default_case());  // timeout and default
+#elif GORO_MISUSE == 2
+  goro::select(goro::recv(c), goro::default_case(), goro::default_case());  // two defaults
+#elif GORO_MISUSE == 3
+  goro::select(goro::recv(c), goro::timeout(1ms), goro::timeout(2ms));  // two timeouts
+#elif GORO_MISUSE == 4
+  goro::select(goro::send(r, 1));  // send on a receive-only channel
+#endif
+}

@@ -1,0 +1,226 @@
+// Misuse that other test files do not already cover; docs/misuse.md maps
+// every misuse to the test that backs it.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using goro_test::with_workers;
+
+namespace {
+
+// run_in_child() forks, runs `body` in the child with stdout and stderr
+// captured, and returns them with the wait status. The child exits 0 when
+// body returns.
+template <class F>
+std::pair<std::string, int> run_in_child(F body) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(fds[1], STDERR_FILENO);
+    ::dup2(fds[1], STDOUT_FILENO);
+    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGALRM}) std::signal(sig, SIG_DFL);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    body();
+    std::fflush(nullptr);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return {out, status};
+}
+
+constexpr bool kForkTestsRun = !goro_test::kTsan && !goro_test::kAsan;
+
+}  // namespace
+
+// --- Swallowing the unwind exception ---------------------------------------------
+TEST_CASE("misuse: a fiber that swallows the unwind once and then returns lets run() return",
+          "[misuse][unwind]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<int> swallowed{0}, rethrown_at_once{0}, destructors{0};
+  goro::run(
+      [&] {
+        goro::Channel<int> never;
+        goro::go([&, never] {
+          struct Counted {
+            std::atomic<int>& n;
+            ~Counted() { n.fetch_add(1); }
+          } counted{destructors};
+          try {
+            never.recv();  // blocked when main returns: throws the unwind
+          } catch (...) {  // BUG in user code: swallows it
+            swallowed.fetch_add(1);
+          }
+          // Every later blocking call throws again at once: nothing blocks a
+          // stopping runtime.
+          try {
+            goro::this_fiber::sleep_for(1h);
+          } catch (...) {
+            rethrown_at_once.fetch_add(1);
+          }
+        });
+        goro::this_fiber::sleep_for(1ms);
+      },
+      with_workers(workers));
+  CHECK(swallowed.load() == 1);
+  CHECK(rethrown_at_once.load() == 1);
+  CHECK(destructors.load() == 1);
+}
+
+TEST_CASE("misuse: a fiber that swallows the unwind in a loop keeps run() from returning",
+          "[misuse][unwind]") {
+  if (!kForkTestsRun) {
+    SUCCEED("skipped under sanitizers (forks a child that spins until an alarm kills it)");
+    return;
+  }
+  // Documented behaviour (docs/pitfalls.md): the fiber spins, run() never
+  // returns. The child proves it by being killed by its alarm, not exiting.
+  auto [out, status] = run_in_child([] {
+    ::alarm(1);
+    goro::run(
+        [] {
+          goro::Channel<int> jobs;
+          goro::go([jobs] {
+            for (;;) {
+              try {
+                jobs.recv();
+              } catch (...) {  // BUG: swallows goro's unwind
+              }
+            }
+          });
+          goro::this_fiber::sleep_for(1ms);
+        },
+        with_workers(2));
+    std::puts("run returned");
+  });
+  INFO("child output: " << out);
+  CHECK(out.find("run returned") == std::string::npos);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGALRM);
+}
+
+// --- Mutex misuse where the call is noexcept -----------------------------------------
+TEST_CASE("misuse: unlock of an unlocked Mutex from a lock_guard destructor terminates naming it",
+          "[misuse][mutex]") {
+  if (!kForkTestsRun) {
+    SUCCEED("skipped under sanitizers (forks a child that aborts)");
+    return;
+  }
+  auto [out, status] = run_in_child([] {
+    goro::Mutex mu;
+    std::lock_guard guard(mu);
+    mu.unlock();  // the guard's destructor unlocks again: noexcept, so terminate
+  });
+  INFO("child output: " << out);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGABRT);
+  CHECK(out.find("goro::Mutex: unlock of unlocked mutex") != std::string::npos);
+}
+
+// --- Self-deadlock ----------------------------------------------------------------------
+TEST_CASE("misuse: locking a Mutex twice from one fiber is reported as a deadlock", "[misuse][deadlock]") {
+  try {
+    goro::run(
+        [] {
+          goro::Mutex mu;
+          mu.lock();
+          mu.lock();  // Go: fatal error: all goroutines are asleep - deadlock!
+        },
+        with_workers(2));
+    FAIL("expected goro::deadlock_error");
+  } catch (const goro::deadlock_error& e) {
+    const std::string what = e.what();
+    CHECK(what.rfind("all fibers are asleep - deadlock!", 0) == 0);
+    CHECK(what.find("fiber 1 (main)") != std::string::npos);
+  }
+}
+
+TEST_CASE("misuse: receiving from a channel nobody will send on, from every fiber, is a deadlock",
+          "[misuse][deadlock]") {
+  try {
+    goro::run(
+        [] {
+          goro::Channel<int> a, b;
+          goro::go([a, b] { b.send(*a.recv()); });  // waits for main
+          b.recv();                                  // waits for the fiber
+        },
+        with_workers(4));
+    FAIL("expected goro::deadlock_error");
+  } catch (const goro::deadlock_error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("[chan receive]") != std::string::npos);
+    CHECK(what.find("fiber 2") != std::string::npos);
+  }
+}
+
+// --- Timers ---------------------------------------------------------------------------
+TEST_CASE("misuse: a Ticker with a non-positive period throws std::invalid_argument", "[misuse][time]") {
+  CHECK_THROWS_AS(goro::Ticker(0ms), std::invalid_argument);
+  CHECK_THROWS_WITH(goro::Ticker(-5ms), Catch::Contains("goro::Ticker"));
+}
+
+// --- Exceptions that escape a fiber ------------------------------------------------------
+TEST_CASE("misuse: an exception escaping a fiber stops the runtime and reaches run()'s caller",
+          "[misuse][runtime]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<bool> blocked_fiber_unwound{false};
+  CHECK_THROWS_WITH(goro::run(
+                        [&] {
+                          goro::go([] { throw std::runtime_error("escaped from fiber"); });
+                          goro::go([&] {
+                            struct Flag {
+                              std::atomic<bool>& f;
+                              ~Flag() { f = true; }
+                            } flag{blocked_fiber_unwound};
+                            goro::Channel<int> never;
+                            never.recv();
+                          });
+                          goro::Channel<int> never;
+                          never.recv();  // main blocks for good: the failure must still stop things
+                        },
+                        with_workers(workers)),
+                    "escaped from fiber");
+  CHECK(blocked_fiber_unwound.load());
+}
+
+// --- Channels ---------------------------------------------------------------------------
+TEST_CASE("misuse: every kind of send on a closed channel throws; the value stays with the caller",
+          "[misuse][channel]") {
+  goro::run(
+      [] {
+        goro::Channel<std::unique_ptr<int>> c(1);
+        c.close();
+        auto v = std::make_unique<int>(7);
+        CHECK_THROWS_AS(c.send(std::make_unique<int>(1)), goro::channel_closed);
+        CHECK_THROWS_AS(c.try_send(std::move(v)), goro::channel_closed);
+        REQUIRE(v);  // try_send did not take it
+        CHECK_THROWS_AS(goro::select(goro::send(c, std::move(v)), goro::default_case()), goro::channel_closed);
+        REQUIRE(v);  // nor did select
+        CHECK(*v == 7);
+        CHECK_THROWS_WITH(c.close(), Catch::Contains("close of closed channel"));
+        goro::SendChannel<std::unique_ptr<int>> send_only = c;
+        CHECK_THROWS_AS(send_only.close(), goro::channel_closed);
+        goro::Channel<int> nil = nullptr;
+        CHECK_THROWS_WITH(nil.close(), Catch::Contains("close of nil channel"));
+      },
+      with_workers(1));
+}
