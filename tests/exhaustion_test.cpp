@@ -221,9 +221,9 @@ TEST_CASE("exhaustion: no stack can be mapped -> go() throws system_error; the r
 // process. Runtime::release_fiber() (noexcept, run from land()) pushes the
 // stack onto Worker::stack_cache, and StackPool::release/release_batch onto
 // StackPool::warm_, both std::vectors that may need to grow: std::bad_alloc
-// in a noexcept function is std::terminate. Marked [!mayfail] until fixed.
+// in a noexcept function would be std::terminate (fixed: see docs/reliability.md).
 TEST_CASE("exhaustion: fibers finish, and a channel is closed and drained, while malloc fails",
-          "[exhaustion][!mayfail]") {
+          "[exhaustion]") {
   if (goro_test::kTsan || goro_test::kAsan) {
     SUCCEED("skipped under ASan/TSan: they reserve huge address space, RLIMIT_AS cannot model exhaustion");
     return;

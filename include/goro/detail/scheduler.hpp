@@ -386,6 +386,7 @@ inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(
     auto w = std::make_unique<Worker>();
     w->rt = this;
     w->index = static_cast<std::uint32_t>(i);
+    w->stack_cache.reserve(Worker::kStackCache + 1);  // exiting fibers never allocate
     seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
     w->rng = config_.sched_seed ? (config_.sched_seed * 0x9E3779B97F4A7C15ULL) | 1 : seed | 1;
     workers_.push_back(std::move(w));

@@ -18,7 +18,7 @@
 // Reuse. Freed stacks go back to a pool, most recent first, with their
 // committed pages (a respawned fiber touches warm memory). Above a watermark
 // of kRetainWarm stacks, scavenge() -- run by idle workers and at the end of
-// run(), like Go's background scavenger -- unmaps the oldest guarded stacks
+// run(), like Go's background scavenger -- unmaps the guarded stacks
 // and gives the pages of unguarded ones back with madvise(MADV_DONTNEED).
 //
 // Thread-safety: StackPool is safe from any thread; it is used by the
@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
@@ -101,6 +102,7 @@ class StackPool {
   static std::size_t read_map_budget() noexcept;
   Stack map_stack(std::size_t size);
   void unmap(Stack stack) noexcept;
+  bool keep_locked(Stack s) noexcept;
 
   Stack carve_unguarded(std::size_t size);
 
@@ -206,8 +208,21 @@ inline void StackPool::release(Stack s) noexcept {
     unmap(s);
     return;
   }
-  warm_.push_back(s);  // trimmed later, off the hot path (scavenge)
+  if (!keep_locked(s)) {  // no memory to remember it: give it back instead
+    guard.unlock();
+    unmap(s);
+  }
+}
+
+// keep_locked() pools `s` (lock_ held); false if the pool cannot grow.
+inline bool StackPool::keep_locked(Stack s) noexcept {
+  try {
+    warm_.push_back(s);  // trimmed later, off the hot path (scavenge)
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
   warm_count_.store(warm_.size(), std::memory_order_relaxed);
+  return true;
 }
 
 inline void StackPool::acquire_batch(std::size_t size, std::size_t n, std::vector<Stack>& out) {
@@ -230,46 +245,54 @@ inline void StackPool::acquire_batch(std::size_t size, std::size_t n, std::vecto
 }
 
 inline void StackPool::release_batch(std::vector<Stack>& stacks, std::size_t n) noexcept {
+  // Takes the first n off `stacks`; never allocates in `stacks` (erase only).
+  n = std::min(n, stacks.size());
   std::unique_lock guard(lock_);
-  std::size_t moved = 0;
-  for (; moved < n && moved < stacks.size(); ++moved) {
-    const Stack& s = stacks[moved];
-    if (s.size != size_) break;
-    warm_.push_back(s);
-  }
-  warm_count_.store(warm_.size(), std::memory_order_relaxed);
+  std::size_t kept = 0;
+  while (kept < n && stacks[kept].size == size_ && keep_locked(stacks[kept])) ++kept;
   guard.unlock();
-  stacks.erase(stacks.begin(), stacks.begin() + static_cast<std::ptrdiff_t>(moved));
-  if (moved < n) {  // stacks of another size: not worth keeping
-    for (std::size_t i = 0; i < stacks.size() && moved < n; ++moved) {
-      release(stacks[i]);
-      stacks.erase(stacks.begin() + static_cast<std::ptrdiff_t>(i));
-    }
-  }
+  for (std::size_t i = kept; i < n; ++i) unmap(stacks[i]);  // another size, or no memory
+  stacks.erase(stacks.begin(), stacks.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 inline void StackPool::scavenge() noexcept {
   if (warm_count_.load(std::memory_order_relaxed) <= kRetainWarm) return;
-  std::vector<Stack> oldest;
-  {
-    std::lock_guard guard(lock_);
-    if (warm_.size() <= kRetainWarm) return;
-    auto cut = warm_.begin() + static_cast<std::ptrdiff_t>(warm_.size() - kRetainWarm);
-    oldest.assign(warm_.begin(), cut);
-    warm_.erase(warm_.begin(), cut);
-    warm_count_.store(warm_.size(), std::memory_order_relaxed);
-  }
-  std::vector<Stack> keep;
-  for (Stack& s : oldest) {
-    if (s.guarded) {
-      unmap(s);  // frees two kernel mappings for unguarded fibers to come
-    } else {
-      ::madvise(s.base, s.size, MADV_DONTNEED);  // keep the reservation, return the pages
-      keep.push_back(s);
+  // In chunks taken off the back (all of them have gone cold by the time a
+  // worker has idled this long), through a fixed array: scavenging needs no
+  // memory beyond cold_'s growth, and a stack cold_ cannot take is unmapped.
+  std::array<Stack, 256> chunk;
+  for (;;) {
+    std::size_t n = 0;
+    {
+      std::lock_guard guard(lock_);
+      while (n < chunk.size() && warm_.size() > kRetainWarm) {
+        chunk[n++] = warm_.back();
+        warm_.pop_back();
+      }
+      warm_count_.store(warm_.size(), std::memory_order_relaxed);
+    }
+    if (n == 0) return;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!chunk[i].guarded) ::madvise(chunk[i].base, chunk[i].size, MADV_DONTNEED);
+    }
+    std::unique_lock guard(lock_);
+    for (std::size_t i = 0; i < n; ++i) {
+      Stack st = chunk[i];
+      bool kept = false;
+      if (!st.guarded && st.size == size_) {  // guarded ones are unmapped: two mappings each
+        try {
+          cold_.push_back(st);
+          kept = true;
+        } catch (const std::bad_alloc&) {
+        }
+      }
+      if (!kept) {
+        guard.unlock();
+        unmap(st);
+        guard.lock();
+      }
     }
   }
-  std::lock_guard guard(lock_);
-  cold_.insert(cold_.end(), keep.begin(), keep.end());
 }
 
 }  // namespace goro::detail
