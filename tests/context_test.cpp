@@ -49,17 +49,6 @@ inline goro::Options with_threads(std::size_t n) {
 }
 
 
-// with_timer_waits() is for tests whose fibers all block until a context's
-// deadline fires. The runtime's TimerService thread can take a due timer off
-// the heap and fire it outside the workers; until the woken fiber is queued,
-// the last worker going idle sees no timer, no work and no active thread,
-// and reports a false deadlock (seen under TSan; reported to the runtime
-// owner). Until that window is closed these tests run without the detector.
-inline goro::Options with_timer_waits(std::size_t n) {
-  goro::Options o = goro_test::with_workers(n);
-  o.detect_deadlock = false;
-  return o;
-}
 
 }  // namespace
 
@@ -215,7 +204,7 @@ TEST_CASE("Deadlines: deadline_exceeded vs canceled", "[context][deadline]") {
         std::this_thread::sleep_for(30ms);  // (blocks the worker; no timer involved)
         CHECK(early.err() == goro::errc::canceled);  // the deadline passing later changes nothing
       },
-      with_timer_waits(workers));
+      goro_test::with_workers(workers));
 }
 
 TEST_CASE("Deadlines: a child's deadline is the earlier of its own and its parent's", "[context][deadline]") {

@@ -23,50 +23,15 @@
 #include <system_error>
 #include <vector>
 
+#include "child_process.hpp"
 #include "test_support.hpp"
+
+using goro_test::run_in_child;
 
 using namespace std::chrono_literals;
 
 namespace {
 
-// run_in_child() forks, runs `body` in the child with stderr captured, and
-// returns the child's stderr and wait status; the child exits with body()'s
-// return value.
-template <class F>
-std::pair<std::string, int> run_in_child(F body) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  std::fflush(nullptr);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(fds[1], STDERR_FILENO);
-    ::dup2(fds[1], STDOUT_FILENO);
-    // Catch2's fatal-signal handlers belong to the parent's test run.
-    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) std::signal(sig, SIG_DFL);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    int rc = 99;
-    try {
-      rc = body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child: uncaught exception: %s\n", e.what());
-    } catch (...) {
-      std::fprintf(stderr, "child: uncaught exception\n");
-    }
-    std::fflush(stderr);
-    ::_exit(rc);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return {out, status};
-}
 
 // Virtual memory the process has mapped now, from /proc/self/status.
 std::size_t vm_size_bytes() {

@@ -10,43 +10,16 @@
 #include <stdexcept>
 #include <string>
 
+#include "child_process.hpp"
 #include "test_support.hpp"
+
+using goro_test::run_in_child;
 
 using namespace std::chrono_literals;
 using goro_test::with_workers;
 
 namespace {
 
-// run_in_child() forks, runs `body` in the child with stdout and stderr
-// captured, and returns them with the wait status. The child exits 0 when
-// body returns.
-template <class F>
-std::pair<std::string, int> run_in_child(F body) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  std::fflush(nullptr);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(fds[1], STDERR_FILENO);
-    ::dup2(fds[1], STDOUT_FILENO);
-    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGALRM}) std::signal(sig, SIG_DFL);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    body();
-    std::fflush(nullptr);
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return {out, status};
-}
 
 constexpr bool kForkTestsRun = !goro_test::kTsan && !goro_test::kAsan;
 

@@ -5,7 +5,10 @@
 #include <cstring>
 #include <string>
 
+#include "child_process.hpp"
 #include "test_support.hpp"
+
+using goro_test::run_in_child;
 
 namespace {
 
@@ -17,31 +20,6 @@ __attribute__((noinline)) int recurse_forever(int depth) {
   return recurse_forever(depth + 1) + frame[0];
 }
 #pragma GCC diagnostic pop
-
-// run_in_child() forks, runs `body` in the child with stderr captured, and
-// returns the child's stderr and wait status.
-template <class F>
-std::pair<std::string, int> run_in_child(F body) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(fds[1], STDERR_FILENO);
-    ::close(fds[0]);
-    body();
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return {out, status};
-}
 
 }  // namespace
 

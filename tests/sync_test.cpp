@@ -51,17 +51,6 @@ inline goro::Options with_threads(std::size_t n) {
 }
 
 
-// with_timer_waits() is for tests whose fibers all block until a context's
-// deadline fires. The runtime's TimerService thread can take a due timer off
-// the heap and fire it outside the workers; until the woken fiber is queued,
-// the last worker going idle sees no timer, no work and no active thread,
-// and reports a false deadlock (seen under TSan; reported to the runtime
-// owner). Until that window is closed these tests run without the detector.
-inline goro::Options with_timer_waits(std::size_t n) {
-  goro::Options o = goro_test::with_workers(n);
-  o.detect_deadlock = false;
-  return o;
-}
 
 }  // namespace
 
@@ -743,7 +732,7 @@ TEST_CASE("Semaphore: acquire(ctx) times out, and is granted when units come bac
         sem.release();
         cancel2();
       },
-      with_timer_waits(workers));
+      goro_test::with_workers(workers));
 }
 
 TEST_CASE("Semaphore: acquire(ctx) on a plain thread with no runtime", "[semaphore][context][threads]") {
