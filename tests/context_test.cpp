@@ -16,6 +16,8 @@
 
 #include "test_support.hpp"
 
+using goro_test::with_threads;
+
 using namespace std::chrono_literals;
 using goro_test::scaled;
 using goro_test::with_workers;
@@ -36,18 +38,6 @@ std::size_t children_of(const goro::Context& ctx) {
   auto* node = static_cast<goro::detail::CancelNode*>(ctx.node()->canceller);
   return node ? node->child_count() : 0;
 }
-
-
-// with_threads() is with_workers() for tests whose plain threads start with
-// work that is not a goro call: such a thread is invisible to the deadlock
-// detector until its first goro call (SPEC, Diagnostics), so these tests
-// turn the detector off, as the SPEC tells such programs to.
-inline goro::Options with_threads(std::size_t n) {
-  goro::Options o = goro_test::with_workers(n);
-  o.detect_deadlock = false;
-  return o;
-}
-
 
 
 }  // namespace

@@ -21,6 +21,8 @@
 
 #include "test_support.hpp"
 
+using goro_test::with_threads;
+
 using namespace std::chrono_literals;
 using goro_test::scaled;
 using goro_test::with_workers;
@@ -38,18 +40,6 @@ bool eventually(Pred pred, long max_rounds = 2'000'000) {
   }
   return pred();
 }
-
-
-// with_threads() is with_workers() for tests whose plain threads start with
-// work that is not a goro call: such a thread is invisible to the deadlock
-// detector until its first goro call (SPEC, Diagnostics), so these tests
-// turn the detector off, as the SPEC tells such programs to.
-inline goro::Options with_threads(std::size_t n) {
-  goro::Options o = goro_test::with_workers(n);
-  o.detect_deadlock = false;
-  return o;
-}
-
 
 
 }  // namespace

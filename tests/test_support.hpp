@@ -35,4 +35,14 @@ inline goro::Options with_workers(std::size_t n) {
   return o;
 }
 
+// with_threads() is with_workers() for tests whose plain threads start with
+// work that is not a goro call: such a thread is invisible to the deadlock
+// detector until its first goro call (SPEC, Diagnostics), so these tests
+// turn the detector off, as the SPEC tells such programs to.
+inline goro::Options with_threads(std::size_t n) {
+  goro::Options o = with_workers(n);
+  o.detect_deadlock = false;
+  return o;
+}
+
 }  // namespace goro_test

@@ -76,6 +76,12 @@ class SyncMap {
  private:
   using ReadGuard = detail::ReadMostlyLock::ReadGuard;
 
+  // if_value_equals() runs apply(it) under the write lock when `key` holds
+  // `expected`. It checks under the read lock first, so a failing
+  // compare-and-X does not contend with readers.
+  template <class Apply>
+  bool if_value_equals(const K& key, const V& expected, Apply&& apply);
+
   mutable detail::ReadMostlyLock lock_;
   std::unordered_map<K, V, Hash, KeyEqual> map_;  // guarded by lock_
 };
@@ -143,9 +149,8 @@ std::optional<V> SyncMap<K, V, H, E>::swap(const K& key, V value) {
 }
 
 template <class K, class V, class H, class E>
-bool SyncMap<K, V, H, E>::compare_and_swap(const K& key, const V& expected, V desired)
-  requires std::equality_comparable<V>
-{
+template <class Apply>
+bool SyncMap<K, V, H, E>::if_value_equals(const K& key, const V& expected, Apply&& apply) {
   {
     ReadGuard guard(lock_);
     auto it = map_.find(key);
@@ -154,24 +159,22 @@ bool SyncMap<K, V, H, E>::compare_and_swap(const K& key, const V& expected, V de
   std::lock_guard guard(lock_);
   auto it = map_.find(key);
   if (it == map_.end() || !(it->second == expected)) return false;
-  it->second = std::move(desired);
+  apply(it);
   return true;
+}
+
+template <class K, class V, class H, class E>
+bool SyncMap<K, V, H, E>::compare_and_swap(const K& key, const V& expected, V desired)
+  requires std::equality_comparable<V>
+{
+  return if_value_equals(key, expected, [&](auto it) { it->second = std::move(desired); });
 }
 
 template <class K, class V, class H, class E>
 bool SyncMap<K, V, H, E>::compare_and_delete(const K& key, const V& expected)
   requires std::equality_comparable<V>
 {
-  {
-    ReadGuard guard(lock_);
-    auto it = map_.find(key);
-    if (it == map_.end() || !(it->second == expected)) return false;
-  }
-  std::lock_guard guard(lock_);
-  auto it = map_.find(key);
-  if (it == map_.end() || !(it->second == expected)) return false;
-  map_.erase(it);
-  return true;
+  return if_value_equals(key, expected, [&](auto it) { map_.erase(it); });
 }
 
 template <class K, class V, class H, class E>
