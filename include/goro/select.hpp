@@ -252,7 +252,7 @@ std::size_t select(Cases&&... cases) {
   static_assert(defaults <= 1, "goro::select: at most one default_case");
   static_assert(timeouts + defaults <= 1, "goro::select: timeout and default_case cannot both appear");
   auto refs = std::tie(cases...);
-  return detail::select_commit(refs);
+  return detail::select_tuple(refs);
 }
 
 }  // namespace goro

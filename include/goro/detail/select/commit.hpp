@@ -18,8 +18,16 @@
 //      before that fails its claim and skips it).
 //   7. The winning case's handler runs after every lock is released.
 //
+// The protocol is written once, in select_commit(), over a "case set" (see
+// below). Two sets exist: TupleCases, the arguments of the variadic
+// goro::select, dispatched statically with every array sized at compile
+// time; and SpanCases (dynamic_case.hpp), the runtime-sized list of the span
+// form, dispatched through goro::SelectCase's erased hooks.
+//
 // A send case's value is moved only by the one transfer that wins. Nothing
-// here allocates: cases, waiters, order and lock arrays live on the stack.
+// here allocates for a static set: waiters, order and lock arrays live on the
+// stack. A runtime set keeps them on the stack up to kInlineCases cases and
+// allocates the two arrays beyond that.
 //
 // Invariant: at most one case completes per select call, and it is the one
 // reported.
@@ -30,7 +38,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "../channel/chan.hpp"
@@ -39,6 +50,8 @@
 #include "../unwind.hpp"
 
 namespace goro::detail {
+
+inline constexpr std::size_t kNoCase = static_cast<std::size_t>(-1);
 
 // select_random() is a per-thread xorshift; only used between switches.
 GORO_NOINLINE inline std::uint32_t select_random() noexcept {
@@ -58,21 +71,73 @@ inline std::uint32_t poll_random() noexcept {
   return select_random();
 }
 
-// Every case type provides (see select.hpp):
+// Every case provides (see select.hpp; SelectCase forwards them):
 //   ChanBase* channel()                    the lock to take, or null
 //   bool maybe_ready()                     lock-free readiness hint
 //   bool poll(WakeList&)                   lock held: complete now if possible
 //   void enqueue(Ticket, SelectRecord*, i) lock held: park a waiter
 //   void dequeue()                         lock held: remove that waiter
 //   void finish()                          no lock: run the handler
-// and the static flags kIsTimeout / kIsDefault.
+//
+// A case set is what select_commit() runs over:
+//   static constexpr std::size_t kExtent   the case count, or std::dynamic_extent
+//   std::size_t size()
+//   std::size_t default_index()            kNoCase if there is none
+//   std::size_t timeout_index()            kNoCase if there is none
+//   std::int64_t deadline()                the timeout case's, or -1
+//   for_each(f)                            f(case, i) for every case, in order
+//   visit(i, f)                            f(case) for the i-th case
+// A set checks its own misuse (two defaults, ...) before select_commit runs.
 
-template <std::size_t N>
+// kInlineCases: up to this many cases, a runtime-sized set keeps its poll
+// order and lock set on the stack.
+inline constexpr std::size_t kInlineCases = 64;
+
+// ScratchArray<T, Extent>: per-call scratch of `n` Ts, uninitialized. A
+// static extent is a plain std::array; a dynamic one is on the stack up to
+// kInlineCases elements and on the heap beyond.
+template <class T, std::size_t Extent>
+class ScratchArray {
+ public:
+  explicit ScratchArray(std::size_t) noexcept {}
+  T& operator[](std::size_t i) noexcept { return a_[i]; }
+  T* data() noexcept { return a_.data(); }
+
+ private:
+  std::array<T, Extent> a_;
+};
+
+template <class T>
+class ScratchArray<T, std::dynamic_extent> {
+  static_assert(std::is_trivial_v<T>);
+
+ public:
+  explicit ScratchArray(std::size_t n) : data_(inline_) {
+    if (n > kInlineCases) {
+      heap_.reset(new T[n]);
+      data_ = heap_.get();
+    }
+  }
+  ScratchArray(const ScratchArray&) = delete;
+  ScratchArray& operator=(const ScratchArray&) = delete;
+  T& operator[](std::size_t i) noexcept { return data_[i]; }
+  T* data() noexcept { return data_; }
+
+ private:
+  T inline_[kInlineCases];
+  std::unique_ptr<T[]> heap_;
+  T* data_;
+};
+
+// LockSet: the distinct channels of the cases in address order; lock() takes
+// them in that order, unlock() releases them in reverse.
+template <std::size_t Extent>
 class LockSet {
  public:
-  template <class Tuple>
-  explicit LockSet(Tuple& cases) {
-    std::apply([&](auto&... c) { (add(c.channel()), ...); }, cases);
+  template <class Cases>
+  explicit LockSet(Cases& cases) : locks_(cases.size()) {
+    cases.for_each([&](auto& c, std::size_t) { add(c.channel()); });
+    if constexpr (Extent == std::dynamic_extent) seal();
   }
   void lock() noexcept {
     for (std::size_t i = 0; i < count_; ++i) locks_[i]->lock.lock();
@@ -82,18 +147,28 @@ class LockSet {
   }
 
  private:
-  // add() keeps locks_ sorted and free of duplicates (insertion sort: a
-  // select has a handful of cases).
   void add(ChanBase* c) noexcept {
     if (!c) return;
-    std::size_t i = count_;
-    while (i > 0 && std::less<ChanBase*>{}(c, locks_[i - 1])) --i;
-    if (i > 0 && locks_[i - 1] == c) return;
-    for (std::size_t j = count_; j > i; --j) locks_[j] = locks_[j - 1];
-    locks_[i] = c;
-    ++count_;
+    if constexpr (Extent == std::dynamic_extent) {
+      locks_[count_++] = c;  // sorted and deduplicated by seal()
+    } else {
+      // Static sets have a handful of cases: keep locks_ sorted and free of
+      // duplicates as they come (insertion).
+      std::size_t i = count_;
+      while (i > 0 && std::less<ChanBase*>{}(c, locks_[i - 1])) --i;
+      if (i > 0 && locks_[i - 1] == c) return;
+      for (std::size_t j = count_; j > i; --j) locks_[j] = locks_[j - 1];
+      locks_[i] = c;
+      ++count_;
+    }
   }
-  std::array<ChanBase*, N> locks_{};
+  void seal() noexcept {
+    ChanBase** first = locks_.data();
+    std::sort(first, first + count_, std::less<ChanBase*>{});
+    count_ = static_cast<std::size_t>(std::unique(first, first + count_) - first);
+  }
+
+  ScratchArray<ChanBase*, Extent> locks_;
   std::size_t count_ = 0;
 };
 
@@ -107,94 +182,137 @@ void for_case(Tuple& t, std::size_t i, F&& f) {
   for_case_impl(t, i, std::forward<F>(f), std::make_index_sequence<std::tuple_size_v<Tuple>>{});
 }
 
+// TupleCases: the case set of the variadic select, a tuple of references to
+// its arguments. Everything but the deadline is known at compile time.
 template <class Tuple>
-std::size_t select_commit(Tuple& cases) {
-  constexpr std::size_t N = std::tuple_size_v<Tuple>;
-  constexpr std::size_t kNone = static_cast<std::size_t>(-1);
-  std::size_t default_index = kNone;
-  std::size_t timeout_index = kNone;
-  std::int64_t deadline = -1;
-  std::apply(
-      [&](auto&... c) {
-        std::size_t i = 0;
-        [[maybe_unused]] auto note = [&](auto& one) {
-          using Case = std::remove_reference_t<decltype(one)>;
-          if constexpr (Case::kIsDefault) default_index = i;
-          if constexpr (Case::kIsTimeout) {
-            timeout_index = i;
-            deadline = one.deadline();
-          }
-          ++i;
-        };
-        (note(c), ...);
-      },
-      cases);
+class TupleCases {
+  template <std::size_t I>
+  using Case = std::remove_reference_t<std::tuple_element_t<I, Tuple>>;
+  // find() is the index of the (only) default or timeout case, or kNoCase.
+  template <std::size_t... I>
+  static constexpr std::size_t find(bool want_default, std::index_sequence<I...>) {
+    std::size_t found = kNoCase;
+    (((want_default ? Case<I>::kIsDefault : Case<I>::kIsTimeout) ? (void)(found = I) : void()), ...);
+    return found;
+  }
+  using Seq = std::make_index_sequence<std::tuple_size_v<Tuple>>;
 
-  if constexpr (N == 0) {
-    Parker& self = Parker::current();
-    self.prepare("select (no cases)");
-    self.park();
-    throw FiberUnwind{};
+ public:
+  static constexpr std::size_t kExtent = std::tuple_size_v<Tuple>;
+
+  explicit TupleCases(Tuple& cases) noexcept : cases_(cases) {}
+
+  static constexpr std::size_t size() noexcept { return kExtent; }
+  static constexpr std::size_t default_index() noexcept { return find(true, Seq{}); }
+  static constexpr std::size_t timeout_index() noexcept { return find(false, Seq{}); }
+  std::int64_t deadline() const noexcept {
+    if constexpr (timeout_index() != kNoCase) return std::get<timeout_index()>(cases_).deadline();
+    else return -1;
+  }
+  template <class F>
+  void for_each(F&& f) {
+    std::apply(
+        [&](auto&... c) {
+          std::size_t i = 0;
+          (f(c, i++), ...);
+        },
+        cases_);
+  }
+  template <class F>
+  void visit(std::size_t i, F&& f) {
+    for_case(cases_, i, std::forward<F>(f));
+  }
+
+ private:
+  Tuple& cases_;
+};
+
+// select_block_forever(): `select {}`, a select with no case at all.
+[[noreturn]] inline void select_block_forever() {
+  Parker& self = Parker::current();
+  self.prepare("select (no cases)");
+  self.park();  // only the unwinder can claim it
+  throw FiberUnwind{};
+}
+
+// select_commit() runs the protocol above over a case set and returns the
+// index of the case that ran.
+template <class Cases>
+std::size_t select_commit(Cases& cases) {
+  constexpr std::size_t Extent = Cases::kExtent;
+  if constexpr (Extent == 0) {
+    select_block_forever();
   } else {
+    const std::size_t n = cases.size();
+    if (Extent == std::dynamic_extent && n == 0) select_block_forever();
+    const std::size_t default_index = cases.default_index();
+    const std::size_t timeout_index = cases.timeout_index();
+
     // 1. Random poll order.
-    std::array<std::size_t, N> order;
-    for (std::size_t i = 0; i < N; ++i) order[i] = i;
-    for (std::size_t i = N; i > 1; --i) std::swap(order[i - 1], order[poll_random() % i]);
+    ScratchArray<std::size_t, Extent> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[poll_random() % i]);
 
     // Non-blocking fast path: nothing looks ready, so default it is.
-    if (default_index != kNone) {
+    if (default_index != kNoCase) {
       bool any = false;
-      std::apply([&](auto&... c) { ((any = any || c.maybe_ready()), ...); }, cases);
+      cases.for_each([&](auto& c, std::size_t) { any = any || c.maybe_ready(); });
       if (!any) {
-        for_case(cases, default_index, [](auto& c) { c.finish(); });
+        cases.visit(default_index, [](auto& c) { c.finish(); });
         return default_index;
       }
     }
 
-    LockSet<N> locks(cases);
-    std::size_t winner = kNone;
+    // 2. Lock order.
+    LockSet<Extent> locks(cases);
+    std::size_t winner = kNoCase;
     {
       WakeList wake;  // flushed after the locks are released
       locks.lock();
       // 3. Pass 1: the first ready case in poll order wins.
-      for (std::size_t k = 0; k < N && winner == kNone; ++k) {
-        for_case(cases, order[k], [&](auto& c) {
+      for (std::size_t k = 0; k < n && winner == kNoCase; ++k) {
+        cases.visit(order[k], [&](auto& c) {
           if (c.poll(wake)) winner = order[k];
         });
       }
-      if (winner == kNone && default_index != kNone) winner = default_index;
-      if (winner != kNone) {
+      // 4. Default.
+      if (winner == kNoCase && default_index != kNoCase) winner = default_index;
+      if (winner != kNoCase) {
         locks.unlock();
         wake.flush();
-        for_case(cases, winner, [](auto& c) { c.finish(); });
+        cases.visit(winner, [](auto& c) { c.finish(); });
         return winner;
       }
     }
 
     // 5. Pass 2, still under the same locks: one ticket for all cases.
+    const std::int64_t deadline = cases.deadline();
     Parker& self = Parker::current();
     SelectRecord record;
     const Parker::Ticket ticket =
-        self.prepare(timeout_index != kNone ? "select (with timeout)" : "select");
-    std::apply(
-        [&](auto&... c) {
-          std::size_t i = 0;
-          (c.enqueue(ticket, &record, i++), ...);
-        },
-        cases);
+        self.prepare(timeout_index != kNoCase ? "select (with timeout)" : "select");
+    cases.for_each([&](auto& c, std::size_t i) { c.enqueue(ticket, &record, i); });
     locks.unlock();
     const WakeReason reason = deadline >= 0 ? self.park_until(deadline) : self.park();
 
-    // Pass 3: dequeue the waiters the winner's waker did not take.
+    // 6. Pass 3: dequeue the waiters the winner's waker did not take.
     locks.lock();
-    std::apply([&](auto&... c) { (c.dequeue(), ...); }, cases);
+    cases.for_each([](auto& c, std::size_t) { c.dequeue(); });
     locks.unlock();
 
+    // 7. The winner's handler, no lock held.
     if (reason == WakeReason::unwind) throw FiberUnwind{};
     winner = reason == WakeReason::timeout ? timeout_index : record.winner;
-    for_case(cases, winner, [](auto& c) { c.finish(); });
+    cases.visit(winner, [](auto& c) { c.finish(); });
     return winner;
   }
+}
+
+// select_tuple() is the variadic select's entry point.
+template <class Tuple>
+std::size_t select_tuple(Tuple& cases) {
+  TupleCases<Tuple> set(cases);
+  return select_commit(set);
 }
 
 }  // namespace goro::detail
