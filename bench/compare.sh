@@ -17,28 +17,17 @@
 # summary.json, ratios.dat, and ratios.png / ratios.svg when gnuplot exists.
 # A program that fails to build is skipped; a run that fails, times out or
 # prints something unexpected is recorded as NA. Neither stops the script.
-set -uo pipefail
+set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root" || exit 2
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup compare.sh   # cds to the repository root; reps, logs, exe, label, ...
+die() { bench_die "$@"; }
 
 all_workloads=(spawn_join pingpong buffered_1p1c buffered_4p4c select4 mutex
                worker_pool waitgroup ctx_cancel parked_memory skynet)
-reps=${BENCH_REPS:-5}
 workers=${BENCH_WORKERS:-$(nproc)}
-run_timeout=${BENCH_TIMEOUT:-120}
-read -r -a programs <<<"${BENCH_PROGRAMS:-goro go fiber}"
-cxx=${CXX:-g++}
-read -r -a cxxflags <<<"${BENCH_CXXFLAGS:--O2}"
-
-build="build-bench"
-results=$build/results
-logs=$results/logs
-
-die() { echo "compare.sh: $*" >&2; exit 2; }
-[[ $reps =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPS must be a positive integer"
 [[ $workers =~ ^[1-9][0-9]*$ ]] || die "BENCH_WORKERS must be a positive integer"
-command -v python3 >/dev/null || die "python3 is needed for the summary"
 
 if [ $# -gt 0 ]; then
   workloads=("$@")
@@ -49,61 +38,15 @@ else
   workloads=("${all_workloads[@]}")
 fi
 
-mkdir -p "$build"
-rm -rf "$results"
+# Only this script's outputs: bench/curves.sh writes next to them.
 mkdir -p "$logs"
+rm -f "$results"/{samples.csv,summary.csv,summary.json,ratios.dat,ratios.png,ratios.svg} "$logs"/*.log
 
-declare -A exe=([goro]=$build/gorobench_goro [go]=$build/gorobench_go [fiber]=$build/gorobench_fiber)
-declare -A label=([goro]=goro [go]=Go [fiber]=Boost.Fiber)
-
-# build_one PROGRAM: builds one binary; its output goes to logs/build-PROGRAM.log.
-build_one() {
-  local prog=$1 log=$logs/build-$1.log
-  case $prog in
-    goro)
-      "$cxx" "${cxxflags[@]}" -std=c++20 -Iinclude bench/peer/goro_peer.cpp \
-        -o "${exe[goro]}" -lboost_context -pthread ;;
-    go)
-      command -v go >/dev/null || { echo "go not found (Debian: golang-go)"; return 1; }
-      (cd bench/go && GOPROXY=off GOFLAGS="" GOTOOLCHAIN=local \
-        GOCACHE=${GOCACHE:-$root/$build/go-cache} go build -o "$root/${exe[go]}" .) ;;
-    fiber)
-      "$cxx" "${cxxflags[@]}" -std=c++20 bench/fiber/main.cpp \
-        -o "${exe[fiber]}" -lboost_fiber -lboost_context -pthread ;;
-    *) echo "unknown program '$prog'"; return 1 ;;
-  esac >"$log" 2>&1
-}
-
-ready=()
-for prog in "${programs[@]}"; do
-  [ -n "${exe[$prog]:-}" ] || die "unknown program '$prog' in BENCH_PROGRAMS (known: goro go fiber)"
-  if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
-    if [ -x "${exe[$prog]}" ]; then ready+=("$prog"); else
-      echo "compare.sh: SKIP ${label[$prog]}: ${exe[$prog]} missing and BENCH_NO_BUILD=1" >&2
-    fi
-    continue
-  fi
-  echo "compare.sh: building ${label[$prog]} -> ${exe[$prog]}" >&2
-  if build_one "$prog"; then
-    ready+=("$prog")
-  else
-    rm -f "${exe[$prog]}"
-    echo "compare.sh: SKIP ${label[$prog]}: build failed (see $logs/build-$prog.log):" >&2
-    { grep -m 10 -iE 'error|not found' "$logs/build-$prog.log" || tail -n 10 "$logs/build-$prog.log"; } |
-      sed 's/^/    /' >&2
-  fi
-done
-[ ${#ready[@]} -gt 0 ] || die "nothing built"
+bench_build   # sets ready=(programs that built)
 
 samples=$results/samples.csv
 echo "program,workload,workers,rep,value,unit" >"$samples"
-read -r load1 _ </proc/loadavg 2>/dev/null || load1=0
-if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
-  echo "compare.sh: WARNING: load average $load1 on $(nproc) CPUs; other work will skew the figures" >&2
-fi
-if [ "$workers" -gt "$(nproc)" ]; then
-  echo "compare.sh: WARNING: $workers workers on $(nproc) CPUs; Boost.Fiber's work_stealing threads spin when idle and suffer badly" >&2
-fi
+bench_warn_load "$workers"
 echo "compare.sh: ${#workloads[@]} workload(s) x $reps rep(s), workers=$workers, timeout=${run_timeout}s, programs: ${ready[*]}" >&2
 
 for w in "${workloads[@]}"; do
@@ -112,30 +55,15 @@ for w in "${workloads[@]}"; do
   [ -n "${!size_var:-}" ] && size_arg=("${!size_var}")
   for ((rep = 1; rep <= reps; rep++)); do
     for prog in "${ready[@]}"; do
-      log=$logs/$prog-$w-$rep.log
-      out=$(timeout --kill-after=10 "$run_timeout" "${exe[$prog]}" "$w" "$workers" "${size_arg[@]}" 2>"$log")
-      rc=$?
-      value=NA unit=NA
-      read -r got_w got_v got_u extra <<<"$out"
-      if [ $rc -eq 0 ] && [[ $out != *$'\n'* ]] && [ "${got_w:-}" = "$w" ] && [ -z "${extra:-}" ] &&
-         [[ ${got_v:-} =~ ^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]] && [ -n "${got_u:-}" ]; then
-        value=$got_v unit=$got_u
-        rm -f "$log"
-        printf '  %-14s rep %d/%d  %-11s %12s %s\n' "$w" "$rep" "$reps" "${label[$prog]}" "$value" "$unit" >&2
-      else
-        if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then why="timed out after ${run_timeout}s"
-        elif [ $rc -ne 0 ]; then why="exit status $rc"
-        else why="unexpected output '$out'"; fi
-        echo "$why" >>"$log"
-        printf '  %-14s rep %d/%d  %-11s %12s (%s; %s)\n' "$w" "$rep" "$reps" "${label[$prog]}" NA "$why" "$log" >&2
-      fi
+      bench_run "$prog" "$w" "$rep" "$logs/$prog-$w-$rep.log" "$w" "$workers" "${size_arg[@]}"
+      value=$run_value unit=$run_unit
       echo "$prog,$w,$workers,$rep,$value,$unit" >>"$samples"
     done
   done
 done
 
 # Medians, ratios, table, summary.csv / summary.json / ratios.dat.
-python3 - "$results" "$workers" "$reps" "${workloads[@]}" <<'PY'
+if ! python3 - "$results" "$workers" "$reps" "${workloads[@]}" <<'PY'
 import csv, json, os, platform, statistics, sys, time
 
 results, workers, reps, workloads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
@@ -217,19 +145,16 @@ with open(os.path.join(results, "ratios.dat"), "w") as f:
     for r in rows:
         f.write(f"{r['workload']} {q(r['goro_over_go'])} {q(r['goro_over_fiber'])}\n")
 PY
-status=$?
-[ $status -eq 0 ] || { echo "compare.sh: summary failed" >&2; exit 1; }
+then
+  echo "compare.sh: summary failed" >&2
+  exit 1
+fi
 
-if command -v gnuplot >/dev/null; then
-  if awk '!/^#/ && ($2 != "?" || $3 != "?") { found = 1 } END { exit !found }' "$results/ratios.dat"; then
-    gnuplot -e "datafile='$results/ratios.dat'; outbase='$results/ratios'; subtitle='workers=$workers, median of $reps'" \
-      bench/plot.gp 2>"$logs/gnuplot.log" &&
-      echo "compare.sh: wrote $results/ratios.png and $results/ratios.svg" >&2 ||
-      echo "compare.sh: gnuplot failed (see $logs/gnuplot.log)" >&2
-  else
-    echo "compare.sh: no ratio to plot (goro and a peer are both needed)" >&2
-  fi
+if awk '!/^#/ && ($2 != "?" || $3 != "?") { found = 1 } END { exit !found }' "$results/ratios.dat"; then
+  bench_draw bench/plot.gp "$logs/gnuplot.log" \
+    "datafile='$results/ratios.dat'; outbase='$results/ratios'; subtitle='workers=$workers, median of $reps'" &&
+    echo "compare.sh: wrote $results/ratios.png and $results/ratios.svg" >&2 || true
 else
-  echo "compare.sh: gnuplot not found, no chart (Debian: gnuplot-nox)" >&2
+  echo "compare.sh: no ratio to plot (goro and a peer are both needed)" >&2
 fi
 echo "compare.sh: samples in $samples; summary in $results/summary.csv and summary.json" >&2

@@ -1,6 +1,7 @@
 // gorobench_fiber: the Boost.Fiber side of goro's side-by-side benchmark.
 //
 // Usage: gorobench_fiber <workload> <workers> [n]
+//        gorobench_fiber <curve workload> <workers> [n [ops]]
 //
 // Runs one workload on <workers> threads scheduled by
 // boost::fibers::algo::work_stealing and prints exactly one line to stdout:
@@ -471,6 +472,174 @@ double skynet(std::int64_t n) {
   return elapsed;
 }
 
+// ---------------------------------------------------------------------------
+// Growth-curve workloads (bench/curves.sh). Each takes the curve's x as n and
+// an optional second size, ops; bench/README.md defines them.
+
+constexpr std::int64_t kCurveSelectIters = 100'000;  // selects per curve_select run
+constexpr std::int64_t kCurveChanItems = 1 << 20;    // items per curve_chan run
+constexpr std::int64_t kCurveFanoutChunks = 1024;    // fibers per curve_fanout run
+constexpr std::int64_t kCurveFanoutIters = 1 << 18;  // LCG steps per fiber
+constexpr std::int64_t kCurveMaxSelectCases = 64;
+
+bool is_select_width(std::int64_t n) { return n <= kCurveMaxSelectCases && (n & (n - 1)) == 0; }
+
+// curve_spawn: spawn n fibers that each signal "started" and park on one
+// gate channel; the figure is the time from the first spawn until all n are
+// parked, per fiber. Then the gate is closed and every fiber joined.
+double curve_spawn(std::int64_t n, std::int64_t /*ops*/) {
+  bf::unbuffered_channel<int> gate;
+  WaitGroup started, finished;
+  std::atomic<std::int64_t> woke{0};
+  auto start = Clock::now();
+  started.add(n);
+  finished.add(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    spawn([&] {
+      started.done();
+      int v;
+      gate.pop(v);  // returns channel_op_status::closed once released
+      woke.fetch_add(1, std::memory_order_relaxed);
+      finished.done();
+    });
+  }
+  started.wait();
+  double elapsed = per_op(start, n);
+  gate.close();
+  finished.wait();
+  if (woke.load() != n) fail("curve_spawn woke " + std::to_string(woke.load()));
+  return elapsed;
+}
+
+// curve_select with n "cases": select4 generalised, with select4's polling
+// emulation (Boost.Fiber has no select): n one-slot channels each hold a
+// token (its index); each of ops iterations try_pops the channels starting
+// at a random one, yields and retries if none was ready (never happens here),
+// and pushes the token back.
+double curve_select(std::int64_t n, std::int64_t ops) {
+  const auto width = static_cast<std::size_t>(n);
+  std::vector<std::unique_ptr<bf::buffered_channel<int>>> chs;
+  for (std::size_t i = 0; i < width; ++i) {
+    chs.push_back(std::make_unique<bf::buffered_channel<int>>(kSelectCapacity));
+    chs.back()->push(static_cast<int>(i));
+  }
+  std::vector<std::int64_t> counts(width);
+  std::int64_t bad = 0;
+  std::uint32_t rng = 0x9e3779b9u;  // xorshift32
+  auto start = Clock::now();
+  for (std::int64_t k = 0; k < ops; ++k) {
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    const std::size_t first = rng % width;
+    for (;;) {
+      bool got = false;
+      for (std::size_t j = 0; j < width && !got; ++j) {
+        const std::size_t idx = (first + j) % width;
+        int v;
+        if (chs[idx]->try_pop(v) == Status::success) {
+          if (v != static_cast<int>(idx)) ++bad;
+          ++counts[idx];
+          chs[idx]->push(v);
+          got = true;
+        }
+      }
+      if (got) break;
+      boost::this_fiber::yield();
+    }
+  }
+  double elapsed = per_op(start, ops);
+  std::int64_t total = 0;
+  for (auto c : counts) total += c;
+  if (bad != 0 || total != ops) fail("curve_select total " + std::to_string(total) + ", bad " + std::to_string(bad));
+  for (std::size_t i = 0; i < width; ++i) {
+    int v;
+    if (chs[i]->try_pop(v) != Status::success || v != static_cast<int>(i)) {
+      fail("curve_select lost the token of channel " + std::to_string(i));
+    }
+    if (ops >= 100 * n && counts[i] == 0) fail("curve_select never chose channel " + std::to_string(i));
+  }
+  return elapsed;
+}
+
+// curve_chan: n producers send ops items in all (producer p sends the
+// integers [p*ops/n, (p+1)*ops/n)) into one capacity-1024 channel, n
+// consumers drain it; closed once every producer is done.
+double curve_chan(std::int64_t n, std::int64_t ops) {
+  bf::buffered_channel<std::int64_t> ch(kBufferedCapacity);
+  std::vector<std::int64_t> sums(static_cast<std::size_t>(n)), counts(static_cast<std::size_t>(n));
+  WaitGroup prod, cons;
+  auto start = Clock::now();
+  prod.add(n);
+  for (std::int64_t p = 0; p < n; ++p) {
+    spawn([&, p] {
+      for (std::int64_t i = p * ops / n; i < (p + 1) * ops / n; ++i) ch.push(i);
+      prod.done();
+    });
+  }
+  cons.add(n);
+  for (std::int64_t c = 0; c < n; ++c) {
+    spawn([&, c] {
+      std::int64_t s = 0, k = 0, v;
+      while (ch.pop(v) == Status::success) {
+        s += v;
+        ++k;
+      }
+      sums[static_cast<std::size_t>(c)] = s;
+      counts[static_cast<std::size_t>(c)] = k;
+      cons.done();
+    });
+  }
+  prod.wait();
+  ch.close();
+  cons.wait();
+  double elapsed = per_op(start, ops);
+  std::int64_t sum = 0, count = 0;
+  for (std::size_t c = 0; c < sums.size(); ++c) {
+    sum += sums[c];
+    count += counts[c];
+  }
+  if (count != ops || sum != ops * (ops - 1) / 2) {
+    fail("curve_chan count " + std::to_string(count) + " sum " + std::to_string(sum));
+  }
+  return elapsed;
+}
+
+// One chunk of pure CPU work, identical in the three programs: iters steps
+// of a 64-bit LCG, each folded into an accumulator with a shift and xor.
+std::uint64_t cpu_chunk(std::uint64_t seed, std::int64_t iters) {
+  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1, acc = 0;
+  for (std::int64_t i = 0; i < iters; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    acc += x ^ (x >> 29);
+  }
+  return acc;
+}
+
+// curve_fanout: n fibers each compute one chunk of ops LCG steps and store
+// the result in their slot; WaitGroup join. Per chunk. The worker count is
+// the curve's x. Checked against a sequential recomputation (not timed).
+double curve_fanout(std::int64_t n, std::int64_t ops) {
+  std::vector<std::uint64_t> out(static_cast<std::size_t>(n));
+  WaitGroup wg;
+  auto start = Clock::now();
+  wg.add(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    spawn([&out, &wg, i, ops] {
+      out[static_cast<std::size_t>(i)] = cpu_chunk(static_cast<std::uint64_t>(i), ops);
+      wg.done();
+    });
+  }
+  wg.wait();
+  double elapsed = per_op(start, n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (out[static_cast<std::size_t>(i)] != cpu_chunk(static_cast<std::uint64_t>(i), ops)) {
+      fail("curve_fanout chunk " + std::to_string(i) + " is wrong");
+    }
+  }
+  return elapsed;
+}
+
 bool is_power_of_fanout(std::int64_t n) {
   while (n > 1 && n % kSkynetFanout == 0) n /= kSkynetFanout;
   return n == 1;
@@ -498,9 +667,31 @@ const Workload kWorkloads[] = {
     {"skynet", 1'000'000, "ns/op", skynet, is_power_of_fanout},
 };
 
+// The growth-curve workloads take a second, optional size: ops.
+struct CurveWorkload {
+  const char* name;
+  std::int64_t default_n;
+  std::int64_t default_ops;
+  const char* unit;
+  double (*run)(std::int64_t n, std::int64_t ops);
+  bool (*valid)(std::int64_t n);  // nullptr: any n >= 1
+};
+
+const CurveWorkload kCurveWorkloads[] = {
+    {"curve_spawn", 100'000, 1, "ns/op", curve_spawn, nullptr},
+    {"curve_select", 4, kCurveSelectIters, "ns/op", curve_select, is_select_width},
+    {"curve_chan", 4, kCurveChanItems, "ns/op", curve_chan, nullptr},
+    {"curve_fanout", kCurveFanoutChunks, kCurveFanoutIters, "ns/op", curve_fanout, nullptr},
+};
+
 [[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr, "gorobench_fiber: %s\nusage: gorobench_fiber <workload> <workers> [n]\nworkloads:", msg.c_str());
+  std::fprintf(stderr,
+               "gorobench_fiber: %s\nusage: gorobench_fiber <workload> <workers> [n]\n"
+               "       gorobench_fiber <curve workload> <workers> [n [ops]]\nworkloads:",
+               msg.c_str());
   for (const auto& w : kWorkloads) std::fprintf(stderr, " %s", w.name);
+  std::fprintf(stderr, "\ncurve workloads:");
+  for (const auto& w : kCurveWorkloads) std::fprintf(stderr, " %s", w.name);
   std::fprintf(stderr, "\n");
   std::exit(2);
 }
@@ -517,18 +708,31 @@ std::int64_t parse_positive(const char* s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3 && argc != 4) usage("wrong number of arguments");
+  if (argc < 3 || argc > 5) usage("wrong number of arguments");
   const Workload* w = nullptr;
+  const CurveWorkload* cw = nullptr;
   for (const auto& cand : kWorkloads) {
     if (std::strcmp(cand.name, argv[1]) == 0) w = &cand;
   }
-  if (w == nullptr) usage(std::string("unknown workload \"") + argv[1] + "\"");
+  for (const auto& cand : kCurveWorkloads) {
+    if (std::strcmp(cand.name, argv[1]) == 0) cw = &cand;
+  }
+  if (w == nullptr && cw == nullptr) usage(std::string("unknown workload \"") + argv[1] + "\"");
+  if (w != nullptr && argc == 5) usage(std::string(w->name) + " takes one size");
+  const char* name = w != nullptr ? w->name : cw->name;
+  const char* unit = w != nullptr ? w->unit : cw->unit;
   const std::int64_t workers = parse_positive(argv[2]);
   if (workers < 1 || workers > 4096) usage("workers must be a positive integer");
-  std::int64_t n = w->default_n;
-  if (argc == 4) {
+  std::int64_t n = w != nullptr ? w->default_n : cw->default_n;
+  std::int64_t ops = w != nullptr ? 0 : cw->default_ops;
+  if (argc >= 4) {
     n = parse_positive(argv[3]);
-    if (n < 1 || (w->valid != nullptr && !w->valid(n))) usage(std::string("invalid size for ") + w->name);
+    bool (*valid)(std::int64_t) = w != nullptr ? w->valid : cw->valid;
+    if (n < 1 || (valid != nullptr && !valid(n))) usage(std::string("invalid size for ") + name);
+  }
+  if (argc == 5) {
+    ops = parse_positive(argv[4]);
+    if (ops < 1) usage(std::string("invalid ops for ") + name);
   }
 
   // Keep freed fiber stacks in the heap for reuse (see the header comment).
@@ -553,7 +757,7 @@ int main(int argc, char** argv) {
   }
   bf::use_scheduling_algorithm<bf::algo::work_stealing>(thread_count);
 
-  const double value = w->run(n);
+  const double value = w != nullptr ? w->run(n) : cw->run(n, ops);
 
   {
     std::lock_guard<bf::mutex> lk(done_mtx);
@@ -562,6 +766,6 @@ int main(int argc, char** argv) {
   done_cv.notify_all();
   for (auto& t : threads) t.join();
 
-  std::printf("%s %.2f %s\n", w->name, value, w->unit);
+  std::printf("%s %.2f %s\n", name, value, unit);
   return 0;
 }

@@ -1,6 +1,7 @@
 // Command gorobench is the Go side of goro's side-by-side benchmark.
 //
 // Usage: gorobench <workload> <workers> [n]
+// (the curve_* workloads of curves.go: gorobench <workload> <workers> [n [ops]])
 //
 // It runs one workload with runtime.GOMAXPROCS(workers) and prints exactly one
 // line to stdout: "<workload> <value> <unit>". The optional n overrides the
@@ -66,8 +67,9 @@ var workloadOrder = []string{
 }
 
 func usage(msg string) {
-	fmt.Fprintf(os.Stderr, "gorobench: %s\nusage: gorobench <workload> <workers> [n]\nworkloads: %s\n",
-		msg, strings.Join(workloadOrder, " "))
+	fmt.Fprintf(os.Stderr, "gorobench: %s\nusage: gorobench <workload> <workers> [n]\n"+
+		"       gorobench <curve workload> <workers> [n [ops]]\nworkloads: %s\ncurve workloads: %s\n",
+		msg, strings.Join(workloadOrder, " "), strings.Join(curveOrder, " "))
 	os.Exit(2)
 }
 
@@ -77,28 +79,46 @@ func fail(format string, args ...any) {
 }
 
 func main() {
-	if len(os.Args) != 3 && len(os.Args) != 4 {
+	if len(os.Args) < 3 || len(os.Args) > 5 {
 		usage("wrong number of arguments")
 	}
 	name := os.Args[1]
-	w, ok := workloads[name]
-	if !ok {
+	w, isPlain := workloads[name]
+	cw, isCurve := curveWorkloads[name]
+	if !isPlain && !isCurve {
 		usage("unknown workload " + strconv.Quote(name))
+	}
+	if isPlain && len(os.Args) == 5 {
+		usage(name + " takes one size")
 	}
 	workers, err := strconv.Atoi(os.Args[2])
 	if err != nil || workers < 1 {
 		usage("workers must be a positive integer")
 	}
-	n := w.defaultN
-	if len(os.Args) == 4 {
+	n, ops, unit, valid := w.defaultN, int64(0), w.unit, w.valid
+	if isCurve {
+		n, ops, unit, valid = cw.defaultN, cw.defaultOps, cw.unit, cw.valid
+	}
+	if len(os.Args) >= 4 {
 		n, err = strconv.ParseInt(os.Args[3], 10, 64)
-		if err != nil || n < 1 || (w.valid != nil && !w.valid(n)) {
+		if err != nil || n < 1 || (valid != nil && !valid(n)) {
 			usage("invalid size for " + name)
 		}
 	}
+	if len(os.Args) == 5 {
+		ops, err = strconv.ParseInt(os.Args[4], 10, 64)
+		if err != nil || ops < 1 {
+			usage("invalid ops for " + name)
+		}
+	}
 	runtime.GOMAXPROCS(workers)
-	value := w.run(n)
-	fmt.Printf("%s %.2f %s\n", name, value, w.unit)
+	var value float64
+	if isPlain {
+		value = w.run(n)
+	} else {
+		value = cw.run(n, ops)
+	}
+	fmt.Printf("%s %.2f %s\n", name, value, unit)
 }
 
 // perOp converts the time since start into nanoseconds per operation.

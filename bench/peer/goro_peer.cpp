@@ -1,6 +1,7 @@
 // gorobench_goro: the goro side of goro's side-by-side benchmark.
 //
 // Usage: gorobench_goro <workload> <workers> [n]
+//        gorobench_goro <curve workload> <workers> [n [ops]]
 //
 // Runs one workload under goro::run with Options::workers = <workers> and
 // prints exactly one line to stdout: "<workload> <value> <unit>". The
@@ -28,6 +29,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <unistd.h>
 #include <vector>
 
@@ -362,6 +364,176 @@ double skynet(std::int64_t n) {
   return elapsed;
 }
 
+// ---------------------------------------------------------------------------
+// Growth-curve workloads (bench/curves.sh). Each takes the curve's x as n and
+// an optional second size, ops; bench/README.md defines them.
+
+constexpr std::int64_t kCurveSelectIters = 100'000;   // selects per curve_select run
+constexpr std::int64_t kCurveChanItems = 1 << 20;     // items per curve_chan run
+constexpr std::int64_t kCurveFanoutChunks = 1024;     // fibers per curve_fanout run
+constexpr std::int64_t kCurveFanoutIters = 1 << 18;   // LCG steps per fiber
+constexpr std::int64_t kCurveMaxSelectCases = 64;
+
+bool is_select_width(std::int64_t n) { return n <= kCurveMaxSelectCases && (n & (n - 1)) == 0; }
+
+// curve_spawn: spawn n fibers that each signal "started" and park on one
+// gate channel; the figure is the time from the first spawn until all n are
+// parked, per fiber. Then the gate is closed and every fiber joined.
+double curve_spawn(std::int64_t n, std::int64_t /*ops*/) {
+  goro::Channel<goro::Unit> gate;
+  goro::WaitGroup started, finished;
+  std::atomic<std::int64_t> woke{0};
+  auto start = Clock::now();
+  started.add(n);
+  finished.add(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    goro::go([&] {
+      started.done();
+      (void)gate.recv();  // std::nullopt once closed
+      woke.fetch_add(1, std::memory_order_relaxed);
+      finished.done();
+    });
+  }
+  started.wait();
+  double elapsed = per_op(start, n);
+  gate.close();
+  finished.wait();
+  if (woke.load() != n) fail("curve_spawn woke " + std::to_string(woke.load()));
+  return elapsed;
+}
+
+// One select over the receives of chs[0..N-1]; the handler of the case that
+// runs stores the value in got. Returns the index of that case.
+template <std::size_t... I>
+std::size_t select_recv_all(std::vector<goro::Channel<int>>& chs, int& got, std::index_sequence<I...>) {
+  return goro::select(goro::recv(chs[I], [&got](int v) { got = v; })...);
+}
+
+// curve_select with N cases: select4 generalised. N capacity-1 channels each
+// hold one token (its index); each of ops iterations selects over the N
+// receives and sends the token back to the channel it came from.
+template <std::size_t N>
+double select_width(std::int64_t ops) {
+  std::vector<goro::Channel<int>> chs;
+  for (std::size_t i = 0; i < N; ++i) {
+    chs.emplace_back(kSelectCapacity);
+    chs.back().send(static_cast<int>(i));
+  }
+  std::vector<std::int64_t> counts(N);
+  std::int64_t bad = 0;
+  auto start = Clock::now();
+  for (std::int64_t k = 0; k < ops; ++k) {
+    int got = -1;
+    const std::size_t idx = select_recv_all(chs, got, std::make_index_sequence<N>{});
+    if (got != static_cast<int>(idx)) ++bad;
+    ++counts[idx];
+    chs[idx].send(got);  // the slot was just emptied: never blocks
+  }
+  double elapsed = per_op(start, ops);
+  std::int64_t total = 0;
+  for (auto c : counts) total += c;
+  if (bad != 0 || total != ops) fail("curve_select total " + std::to_string(total) + ", bad " + std::to_string(bad));
+  for (std::size_t i = 0; i < N; ++i) {
+    auto token = chs[i].try_recv();
+    if (!token || *token != static_cast<int>(i)) fail("curve_select lost the token of channel " + std::to_string(i));
+    if (ops >= 100 * static_cast<std::int64_t>(N) && counts[i] == 0) {
+      fail("curve_select never chose channel " + std::to_string(i));
+    }
+  }
+  return elapsed;
+}
+
+double curve_select(std::int64_t n, std::int64_t ops) {
+  switch (n) {
+    case 1: return select_width<1>(ops);
+    case 2: return select_width<2>(ops);
+    case 4: return select_width<4>(ops);
+    case 8: return select_width<8>(ops);
+    case 16: return select_width<16>(ops);
+    case 32: return select_width<32>(ops);
+    case 64: return select_width<64>(ops);
+    default: fail("curve_select: unsupported width " + std::to_string(n));
+  }
+}
+
+// curve_chan: n producers send ops items in all (producer p sends the
+// integers [p*ops/n, (p+1)*ops/n)) into one capacity-1024 channel, n
+// consumers drain it; closed once every producer is done.
+double curve_chan(std::int64_t n, std::int64_t ops) {
+  I64Chan ch(kBufferedCapacity);
+  std::vector<std::int64_t> sums(static_cast<std::size_t>(n)), counts(static_cast<std::size_t>(n));
+  goro::WaitGroup prod, cons;
+  auto start = Clock::now();
+  prod.add(n);
+  for (std::int64_t p = 0; p < n; ++p) {
+    goro::go([&, p] {
+      for (std::int64_t i = p * ops / n; i < (p + 1) * ops / n; ++i) ch.send(i);
+      prod.done();
+    });
+  }
+  cons.add(n);
+  for (std::int64_t c = 0; c < n; ++c) {
+    goro::go([&, c] {
+      std::int64_t s = 0, k = 0;
+      for (std::int64_t v : ch) {
+        s += v;
+        ++k;
+      }
+      sums[static_cast<std::size_t>(c)] = s;
+      counts[static_cast<std::size_t>(c)] = k;
+      cons.done();
+    });
+  }
+  prod.wait();
+  ch.close();
+  cons.wait();
+  double elapsed = per_op(start, ops);
+  std::int64_t sum = 0, count = 0;
+  for (std::size_t c = 0; c < sums.size(); ++c) {
+    sum += sums[c];
+    count += counts[c];
+  }
+  if (count != ops || sum != ops * (ops - 1) / 2) {
+    fail("curve_chan count " + std::to_string(count) + " sum " + std::to_string(sum));
+  }
+  return elapsed;
+}
+
+// One chunk of pure CPU work, identical in the three programs: iters steps
+// of a 64-bit LCG, each folded into an accumulator with a shift and xor.
+std::uint64_t cpu_chunk(std::uint64_t seed, std::int64_t iters) {
+  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1, acc = 0;
+  for (std::int64_t i = 0; i < iters; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    acc += x ^ (x >> 29);
+  }
+  return acc;
+}
+
+// curve_fanout: n fibers each compute one chunk of ops LCG steps and store
+// the result in their slot; WaitGroup join. Per chunk. The worker count is
+// the curve's x. Checked against a sequential recomputation (not timed).
+double curve_fanout(std::int64_t n, std::int64_t ops) {
+  std::vector<std::uint64_t> out(static_cast<std::size_t>(n));
+  goro::WaitGroup wg;
+  auto start = Clock::now();
+  wg.add(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    goro::go([&out, &wg, i, ops] {
+      out[static_cast<std::size_t>(i)] = cpu_chunk(static_cast<std::uint64_t>(i), ops);
+      wg.done();
+    });
+  }
+  wg.wait();
+  double elapsed = per_op(start, n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (out[static_cast<std::size_t>(i)] != cpu_chunk(static_cast<std::uint64_t>(i), ops)) {
+      fail("curve_fanout chunk " + std::to_string(i) + " is wrong");
+    }
+  }
+  return elapsed;
+}
+
 bool is_power_of_fanout(std::int64_t n) {
   while (n > 1 && n % kSkynetFanout == 0) n /= kSkynetFanout;
   return n == 1;
@@ -389,9 +561,31 @@ const Workload kWorkloads[] = {
     {"skynet", 1'000'000, "ns/op", skynet, is_power_of_fanout},
 };
 
+// The growth-curve workloads take a second, optional size: ops.
+struct CurveWorkload {
+  const char* name;
+  std::int64_t default_n;
+  std::int64_t default_ops;
+  const char* unit;
+  double (*run)(std::int64_t n, std::int64_t ops);
+  bool (*valid)(std::int64_t n);  // nullptr: any n >= 1
+};
+
+const CurveWorkload kCurveWorkloads[] = {
+    {"curve_spawn", 100'000, 1, "ns/op", curve_spawn, nullptr},
+    {"curve_select", 4, kCurveSelectIters, "ns/op", curve_select, is_select_width},
+    {"curve_chan", 4, kCurveChanItems, "ns/op", curve_chan, nullptr},
+    {"curve_fanout", kCurveFanoutChunks, kCurveFanoutIters, "ns/op", curve_fanout, nullptr},
+};
+
 [[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr, "gorobench_goro: %s\nusage: gorobench_goro <workload> <workers> [n]\nworkloads:", msg.c_str());
+  std::fprintf(stderr,
+               "gorobench_goro: %s\nusage: gorobench_goro <workload> <workers> [n]\n"
+               "       gorobench_goro <curve workload> <workers> [n [ops]]\nworkloads:",
+               msg.c_str());
   for (const auto& w : kWorkloads) std::fprintf(stderr, " %s", w.name);
+  std::fprintf(stderr, "\ncurve workloads:");
+  for (const auto& w : kCurveWorkloads) std::fprintf(stderr, " %s", w.name);
   std::fprintf(stderr, "\n");
   std::exit(2);
 }
@@ -408,27 +602,41 @@ std::int64_t parse_positive(const char* s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3 && argc != 4) usage("wrong number of arguments");
+  if (argc < 3 || argc > 5) usage("wrong number of arguments");
   const Workload* w = nullptr;
+  const CurveWorkload* cw = nullptr;
   for (const auto& cand : kWorkloads) {
     if (std::strcmp(cand.name, argv[1]) == 0) w = &cand;
   }
-  if (w == nullptr) usage(std::string("unknown workload \"") + argv[1] + "\"");
+  for (const auto& cand : kCurveWorkloads) {
+    if (std::strcmp(cand.name, argv[1]) == 0) cw = &cand;
+  }
+  if (w == nullptr && cw == nullptr) usage(std::string("unknown workload \"") + argv[1] + "\"");
+  if (w != nullptr && argc == 5) usage(std::string(w->name) + " takes one size");
+  const char* name = w != nullptr ? w->name : cw->name;
+  const char* unit = w != nullptr ? w->unit : cw->unit;
   const std::int64_t workers = parse_positive(argv[2]);
   if (workers < 1 || workers > 4096) usage("workers must be a positive integer");
-  std::int64_t n = w->default_n;
-  if (argc == 4) {
+  std::int64_t n = w != nullptr ? w->default_n : cw->default_n;
+  std::int64_t ops = w != nullptr ? 0 : cw->default_ops;
+  if (argc >= 4) {
     n = parse_positive(argv[3]);
-    if (n < 1 || (w->valid != nullptr && !w->valid(n))) usage(std::string("invalid size for ") + w->name);
+    bool (*valid)(std::int64_t) = w != nullptr ? w->valid : cw->valid;
+    if (n < 1 || (valid != nullptr && !valid(n))) usage(std::string("invalid size for ") + name);
+  }
+  if (argc == 5) {
+    ops = parse_positive(argv[4]);
+    if (ops < 1) usage(std::string("invalid ops for ") + name);
   }
 
   double value = 0;
   try {
-    value = goro::run([w, n] { return w->run(n); }, goro::Options{.workers = static_cast<std::size_t>(workers)});
+    value = goro::run([w, cw, n, ops] { return w != nullptr ? w->run(n) : cw->run(n, ops); },
+                      goro::Options{.workers = static_cast<std::size_t>(workers)});
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "gorobench_goro: %s: %s\n", w->name, e.what());
+    std::fprintf(stderr, "gorobench_goro: %s: %s\n", name, e.what());
     return 1;
   }
-  std::printf("%s %.2f %s\n", w->name, value, w->unit);
+  std::printf("%s %.2f %s\n", name, value, unit);
   return 0;
 }
