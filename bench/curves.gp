@@ -2,7 +2,8 @@
 # bench/curves.sh calls it once per curve as:
 #   gnuplot -e "datafile='build-bench/results/curve_spawn.dat'; outbase='build-bench/results/curve_spawn'; \
 #               kind='cost'; mytitle='...'; subtitle='...'; xlab='...'; ylab='...'" bench/curves.gp
-# The data file has one row per x: x, goro, Go, Boost.Fiber ('?' = missing).
+# The data file has one row per x: x, goro, Go, Boost.Fiber ('?' = missing),
+# and the tic label of x (1K, 1M, ...).
 # kind='cost': y is ns per operation on a log scale (a flat line means the
 # cost per operation does not grow with x). kind='speedup': y is linear and a
 # dashed line marks the ideal speedup y = x.
@@ -37,8 +38,14 @@ if (kind eq 'speedup') {
   set format y "%.1f"
 } else {
   set logscale y 10
-  set format y "%g"
-  set offsets 0, 0, graph 0.05, graph 0.05
+  set format y "%.0f"
+  set autoscale yfix
+  # ticks at 1-2-5 steps, so a range shorter than a decade is still labelled
+  set ytics ("1" 1, "2" 2, "5" 5)
+  do for [e=1:8] {
+    set ytics add (sprintf("%d", 10**e) 10**e, sprintf("%d", 2 * 10**e) 2 * 10**e, sprintf("%d", 5 * 10**e) 5 * 10**e)
+  }
+  set offsets 0, 0, graph 0.12, graph 0.08
 }
 
 do for [term in "pngcairo svg"] {
@@ -50,12 +57,12 @@ do for [term in "pngcairo svg"] {
     set output outbase . ".svg"
   }
   if (kind eq 'speedup') {
-    plot datafile using 1:2:xtic(1) with linespoints linewidth 2 pointtype 7 linecolor rgb "#b03a2e" title "goro", \
+    plot datafile using 1:2:xtic(5) with linespoints linewidth 2 pointtype 7 linecolor rgb "#b03a2e" title "goro", \
          '' using 1:3 with linespoints linewidth 2 pointtype 5 linecolor rgb "#00add8" title "Go", \
          '' using 1:4 with linespoints linewidth 2 pointtype 9 linecolor rgb "#d9822b" title fibername, \
          '' using 1:1 with lines dashtype 2 linewidth 1.5 linecolor rgb "black" title "ideal (y = x)"
   } else {
-    plot datafile using 1:2:xtic(1) with linespoints linewidth 2 pointtype 7 linecolor rgb "#b03a2e" title "goro", \
+    plot datafile using 1:2:xtic(5) with linespoints linewidth 2 pointtype 7 linecolor rgb "#b03a2e" title "goro", \
          '' using 1:3 with linespoints linewidth 2 pointtype 5 linecolor rgb "#00add8" title "Go", \
          '' using 1:4 with linespoints linewidth 2 pointtype 9 linecolor rgb "#d9822b" title fibername
   }

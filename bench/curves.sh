@@ -228,13 +228,16 @@ with open(os.path.join(results, "curves_summary.json"), "w") as f:
     }, f, indent=2)
     f.write("\n")
 
-# gnuplot input, one file per curve: x goro go fiber ('?' where missing).
+# gnuplot input, one file per curve: x goro go fiber label ('?' where
+# missing; label is x as the tic shows it: 1K, 1M).
 q = lambda v: "?" if v is None else f"{v:.6g}"
+tic = lambda x: (f"{x // 10**6}M" if x >= 10**6 and x % 10**6 == 0 else
+                 f"{x // 1000}K" if x >= 1000 and x % 1000 == 0 else str(x))
 for c in curves:
     with open(os.path.join(results, f"curve_{c}.dat"), "w") as f:
-        f.write(f"# {c}: x goro go fiber ({'speedup' if c == 'fanout' else units.get(c, 'NA')})\n")
+        f.write(f"# {c}: x goro go fiber label ({'speedup' if c == 'fanout' else units.get(c, 'NA')})\n")
         for r in (r for r in rows if r["curve"] == c):
-            f.write(f"{r['x']} " + " ".join(q(r["median"][p]) for p in progs) + "\n")
+            f.write(f"{r['x']} " + " ".join(q(r["median"][p]) for p in progs) + f" {tic(r['x'])}\n")
 PY
 then
   echo "curves.sh: summary failed" >&2

@@ -13,7 +13,9 @@
 #
 # Environment read by bench_setup: BENCH_REPS (5), BENCH_TIMEOUT (120),
 # BENCH_PROGRAMS ("goro go fiber"), BENCH_NO_BUILD (0), CXX (g++),
-# BENCH_CXXFLAGS (-O2). The callers use `set -euo pipefail`.
+# BENCH_CXXFLAGS (-O2), BENCH_GORO_INCLUDE (include: the goro headers to
+# build against, e.g. a `git archive` export of one commit's include/).
+# The callers use `set -euo pipefail`.
 
 bench_die() {
   echo "${bench_name:-bench}: $*" >&2
@@ -29,6 +31,8 @@ bench_setup() {
   read -r -a programs <<<"${BENCH_PROGRAMS:-goro go fiber}"
   cxx=${CXX:-g++}
   read -r -a cxxflags <<<"${BENCH_CXXFLAGS:--O2}"
+  goro_include=${BENCH_GORO_INCLUDE:-include}
+  [ -f "$goro_include/goro/goro.hpp" ] || bench_die "no goro/goro.hpp under BENCH_GORO_INCLUDE=$goro_include"
   build=build-bench
   results=$build/results
   logs=$results/logs
@@ -48,7 +52,7 @@ bench_build_one() {
   local prog=$1 log=$logs/build-$1.log
   case $prog in
     goro)
-      "$cxx" "${cxxflags[@]}" -std=c++20 -Iinclude bench/peer/goro_peer.cpp \
+      "$cxx" "${cxxflags[@]}" -std=c++20 -I"$goro_include" bench/peer/goro_peer.cpp \
         -o "${exe[goro]}" -lboost_context -pthread ;;
     go)
       command -v go >/dev/null || { echo "go not found (Debian: golang-go)"; return 1; }
