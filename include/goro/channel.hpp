@@ -207,11 +207,12 @@ void ChanOps<T>::send(ChanState<T>* c, T& v) {
     }
     if (c->try_send_locked(v, wake)) return;
     self = &Parker::current();
-    self_waiter.ticket = self->prepare("chan send");
+    self_waiter.ticket = self->prepare("chan send", Publish::after_switch);
     self_waiter.send_value = &v;
     c->enqueue_sender(&self_waiter);
+    lock.release();  // park's commit unlocks it
   }
-  WakeReason reason = self->park();
+  WakeReason reason = self->park(ParkCommit::unlock(c->lock));
   if (reason == WakeReason::unwind) {
     std::lock_guard lock(c->lock);
     c->dequeue_sender(&self_waiter);
@@ -228,14 +229,15 @@ std::optional<T> ChanOps<T>::recv(ChanState<T>* c) {
   Parker* self = nullptr;
   {
     WakeList wake;
-    std::lock_guard lock(c->lock);
+    std::unique_lock lock(c->lock);
     if (c->try_recv_locked(out, wake) != RecvStatus::would_block) return out;
     self = &Parker::current();
-    self_waiter.ticket = self->prepare("chan receive");
+    self_waiter.ticket = self->prepare("chan receive", Publish::after_switch);
     self_waiter.recv_slot = &out;
     c->enqueue_receiver(&self_waiter);
+    lock.release();  // park's commit unlocks it
   }
-  if (self->park() == WakeReason::unwind) {
+  if (self->park(ParkCommit::unlock(c->lock)) == WakeReason::unwind) {
     std::lock_guard lock(c->lock);
     c->dequeue_receiver(&self_waiter);
     throw FiberUnwind{};

@@ -39,8 +39,9 @@
 //     wakes nobody). It clears kWoken when it takes the lock or parks.
 //   - In starvation mode kLocked stays set from unlock() to the new owner, so
 //     no one can slip in between.
-// Lock order: `lock_` is a leaf (only Parker claims happen under it) and is
-// never held across park().
+// Lock order: `lock_` is a leaf (only Parker claims happen under it). A
+// parking waiter still holds it when it switches away; park's commit
+// releases it (Publish::after_switch).
 #pragma once
 
 #include <atomic>
@@ -230,7 +231,7 @@ inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
     }
     if (!self) self = &detail::Parker::current();
     {
-      std::lock_guard guard(lock_);
+      std::unique_lock guard(lock_);
       old = state_.load(std::memory_order_relaxed);
       bool came_free = false;
       for (;;) {
@@ -250,13 +251,14 @@ inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
       if (came_free) continue;  // compete again (still speaking for kWoken)
       awoke = false;
       node.handed_off = false;
-      node.ticket = self->prepare(what);
+      node.ticket = self->prepare(what, detail::Publish::after_switch);
       // A woken waiter that lost is still queued, at its old place near the
       // head (Go requeues it LIFO for the same reason).
       if (!node.queued) waiting_.push(&node);
+      guard.release();  // park's commit unlocks it
     }
     if (wait_start == 0) wait_start = detail::now_ns();
-    detail::WakeReason reason = self->park();
+    detail::WakeReason reason = self->park(detail::ParkCommit::unlock(lock_));
     if (reason == detail::WakeReason::unwind) {
       {
         std::lock_guard guard(lock_);

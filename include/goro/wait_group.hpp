@@ -80,15 +80,18 @@ inline void WaitGroup::wait() {
   detail::Parker& self = detail::Parker::current();
   detail::WaitList::Node node;
   {
-    std::lock_guard guard(lock_);
+    std::unique_lock guard(lock_);
     std::uint64_t s = state_.load(std::memory_order_acquire);
     do {
       if (counter_of(s) == 0) return;
     } while (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel));
-    node.ticket = self.prepare("sync.WaitGroup.Wait");
+    node.ticket = self.prepare("sync.WaitGroup.Wait", detail::Publish::after_switch);
     waiting_.push(&node);
+    guard.release();  // park's commit unlocks it
   }
-  if (self.park() != detail::WakeReason::unwind) return;  // the waker dequeued us
+  if (self.park(detail::ParkCommit::unlock(lock_)) != detail::WakeReason::unwind) {
+    return;  // the waker dequeued us
+  }
   {
     std::lock_guard guard(lock_);
     if (waiting_.remove(&node)) state_.fetch_sub(1, std::memory_order_acq_rel);

@@ -38,6 +38,18 @@ struct CxaEhGlobals {
 };
 extern "C++" CxaEhGlobals* goro_cxa_get_globals() noexcept __asm__("__cxa_get_globals");
 
+// ThreadSwitchState: where the calling OS thread keeps the per-thread state a
+// switch carries (the exception globals and errno). Both addresses are fixed
+// for a thread's lifetime, so a worker looks them up once instead of calling
+// __cxa_get_globals and __errno_location on every switch.
+struct ThreadSwitchState {
+  CxaEhGlobals* eh = nullptr;
+  int* errno_at = nullptr;
+
+  // of_this_thread() must be called on the thread that will switch with it.
+  static ThreadSwitchState of_this_thread() noexcept { return {goro_cxa_get_globals(), &errno}; }
+};
+
 struct ExecutionContext {
   fctx::fcontext_t fctx = nullptr;
   CxaEhGlobals eh{nullptr, 0};
@@ -98,17 +110,17 @@ inline void finish_switch([[maybe_unused]] ExecutionContext& self) noexcept {
 }
 
 // switch_context() suspends `from` and resumes `to` on the calling thread,
-// handing `data` to it. When `from` is resumed later (perhaps on another
+// whose ThreadSwitchState is `here`, handing `data` to it. When `from` is resumed later (perhaps on another
 // thread), it returns what its resumer handed over; the resumer's suspended
 // fcontext is in the result's `fctx` and must be stored by the caller into the
 // resumer's ExecutionContext. `from_exits` says `from` never resumes.
-inline fctx::transfer_t switch_context(ExecutionContext& from, ExecutionContext& to, void* data,
+inline fctx::transfer_t switch_context(const ThreadSwitchState& here, ExecutionContext& from,
+                                       ExecutionContext& to, void* data,
                                        bool from_exits = false) noexcept {
-  CxaEhGlobals* eh = goro_cxa_get_globals();
-  from.eh = *eh;
-  *eh = to.eh;
-  from.saved_errno = errno;
-  errno = to.saved_errno;
+  from.eh = *here.eh;
+  *here.eh = to.eh;
+  from.saved_errno = *here.errno_at;
+  *here.errno_at = to.saved_errno;
 #if GORO_ASAN
   __sanitizer_start_switch_fiber(from_exits ? nullptr : &from.asan_fake_stack, to.stack_bottom,
                                  to.stack_size);

@@ -13,10 +13,12 @@
 
 namespace goro::detail {
 
-// Fiber states for the park/unpark handshake (see Scheduler::park_current):
+// Fiber states for the park/unpark handshake (see Runtime::park_current):
 //   running  -> parked     by the worker that switched away from it
 //   running  -> notified   by an unparker that came before the switch finished
 //   parked   -> notified   by an unparker, which then enqueues the fiber
+// A Publish::after_switch wait skips `notified`: its switch stores `parked`
+// before the commit publishes the wait, and its unparker stores `running`.
 enum class FiberState : std::uint8_t { running, parked, notified };
 
 struct Fiber {

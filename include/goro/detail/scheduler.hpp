@@ -111,6 +111,7 @@ struct Handoff {
   Fiber* fiber;            // the fiber it belongs to (null for a worker root)
   SwitchAction action;
   Worker* worker;          // the worker both contexts run on during the switch
+  ParkCommit commit;       // park: run once `from` is switched out, if set
 };
 
 struct alignas(64) Worker {
@@ -125,6 +126,7 @@ struct alignas(64) Worker {
   std::uint64_t rng = 0;
   bool spinning = false;  // counted in Runtime::n_spinning_
   ExecutionContext root;  // the worker thread's own stack
+  ThreadSwitchState thread_switch_state;  // of the worker thread
   Fiber* current = nullptr;  // fiber running on this worker, null in root
   std::atomic<std::uint32_t> wake_word{0};
   Worker* next_idle = nullptr;  // guarded by Runtime::idle_mutex_
@@ -175,7 +177,10 @@ class Runtime {
 
   // Scheduling entry points used by parking and this_fiber.
   void make_runnable(Fiber* f) noexcept;
-  void park_current(Fiber* self) noexcept;
+  // make_runnable(f, w): the same, for a caller that already knows its
+  // worker (`w` is current_worker(): null on plain threads).
+  void make_runnable(Fiber* f, Worker* w) noexcept;
+  void park_current(Fiber* self, ParkCommit commit = {}) noexcept;
   void yield_current(Fiber* self) noexcept;
   [[noreturn]] void exit_current(Fiber* self) noexcept;
   void timer_added() noexcept;
@@ -199,7 +204,7 @@ class Runtime {
 
   void worker_main(Worker* w) noexcept;
   void run_fiber_from_root(Worker* w, Fiber* f) noexcept;
-  Fiber* find_local(Worker* w) noexcept;
+  Fiber* find_local(Worker* w, bool may_run_timers = true) noexcept;
   Fiber* pick_seeded(Worker* w) noexcept;
   Fiber* refill_from_global(Worker* w) noexcept;
   Fiber* pick_migrating(Worker* w) noexcept;
@@ -212,7 +217,7 @@ class Runtime {
   void stop_spinning(Worker* w) noexcept;
   void check_deadlock_locked() noexcept;
   void land(fctx::transfer_t t) noexcept;
-  void switch_away(Fiber* self, SwitchAction action) noexcept;
+  void switch_away(Fiber* self, SwitchAction action, ParkCommit commit = {}) noexcept;
   void release_fiber(Worker* w, Fiber* f) noexcept;
   Stack take_stack();
   void register_fiber(Fiber* f) noexcept;
@@ -338,6 +343,23 @@ inline WakeReason Parker::park() {
   return last_reason();
 }
 
+inline WakeReason Parker::park(ParkCommit commit) {
+  if (!fiber_) {
+    commit.run(commit.arg);
+    return park_thread(-1);
+  }
+  Runtime* rt = current_runtime();
+  if (rt->stopping()) {
+    Ticket t;
+    if (open_ticket(t) && claim(t, WakeReason::unwind)) {
+      commit.run(commit.arg);
+      return WakeReason::unwind;
+    }
+  }
+  rt->park_current(fiber_, commit);
+  return last_reason();
+}
+
 inline WakeReason Parker::park_until(std::int64_t deadline_ns) {
   if (!fiber_) return park_thread(deadline_ns);
   TimerNode node;
@@ -358,14 +380,23 @@ inline void Parker::unpark() noexcept {
     return;
   }
   Fiber* f = fiber_;
-  if (f->state.exchange(FiberState::notified, std::memory_order_acq_rel) == FiberState::parked) {
-    f->state.store(FiberState::running, std::memory_order_relaxed);
-    if (current_worker()) {
-      current_runtime()->make_runnable(f);
-    } else {
-      std::lock_guard guard(g_runtime_entry);  // see g_runtime_entry
-      current_runtime()->make_runnable(f);
+  if (publish_ == Publish::after_switch) {
+    // Found through a structure the fiber published only after switching
+    // away, so it is parked; only the unwinder, which finds tickets without
+    // those locks, can get here first and wait out the switch.
+    for (int spins = 0; f->state.load(std::memory_order_acquire) != FiberState::parked; ++spins) {
+      if (spins < 64) GORO_CPU_RELAX(); else std::this_thread::yield();
     }
+  } else if (f->state.exchange(FiberState::notified, std::memory_order_acq_rel) !=
+             FiberState::parked) {
+    return;  // the fiber has not switched away yet: its switch will requeue it
+  }
+  f->state.store(FiberState::running, std::memory_order_relaxed);
+  if (Worker* w = current_worker()) {
+    w->rt->make_runnable(f, w);
+  } else {
+    std::lock_guard guard(g_runtime_entry);  // see g_runtime_entry
+    current_runtime()->make_runnable(f);
   }
 }
 
@@ -620,8 +651,9 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
 // ---------------------------------------------------------------------------
 // Making fibers runnable and waking workers
 
-inline void Runtime::make_runnable(Fiber* f) noexcept {
-  Worker* w = current_worker();
+inline void Runtime::make_runnable(Fiber* f) noexcept { make_runnable(f, current_worker()); }
+
+inline void Runtime::make_runnable(Fiber* f, Worker* w) noexcept {
   if (w && w->rt == this && seeded()) {
     w->seeded.push_back(f);
     return;
@@ -633,8 +665,14 @@ inline void Runtime::make_runnable(Fiber* f) noexcept {
   }
   if (w && w->rt == this) {
     if (w->current) {
+      // Only this worker fills its runnext (thieves only empty it), so an
+      // empty slot stays empty until this store: no exchange needed.
+      if (!w->runnext.load(std::memory_order_relaxed)) {
+        w->runnext.store(f, std::memory_order_release);
+        return;  // it will run here on the next switch
+      }
       Fiber* kicked = w->runnext.exchange(f, std::memory_order_acq_rel);
-      if (!kicked) return;  // it will run here on the next switch
+      if (!kicked) return;
       w->runq.push(kicked, global_);
     } else {
       w->runq.push(f, global_);
@@ -725,9 +763,14 @@ inline Fiber* Runtime::pick_migrating(Worker* w) noexcept {
   return nullptr;
 }
 
-inline Fiber* Runtime::find_local(Worker* w) noexcept {
+// find_local() picks the next fiber from this worker's queues. A parking
+// fiber that still holds the lock of a Publish::after_switch wait passes
+// may_run_timers = false: firing a timer could need that very lock.
+inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) noexcept {
   ++w->tick;
-  if (w->tick % kTimerCheckTicks == 0 && !timers().empty()) timers().run_due(now_ns());
+  if (may_run_timers && w->tick % kTimerCheckTicks == 0 && !timers().empty()) {
+    timers().run_due(now_ns());
+  }
   if (seeded()) return pick_seeded(w);
   if (config_.force_migration) return pick_migrating(w);
   if (w->tick % kGlobalFairnessTicks == 0) {
@@ -885,6 +928,7 @@ inline void Runtime::check_deadlock_locked() noexcept {
 inline void Runtime::worker_main(Worker* w) noexcept {
   thread_state().worker = w;
   w->root.adopt_thread();
+  w->thread_switch_state = ThreadSwitchState::of_this_thread();
   w->alt_stack.install();
   while (!quit_.load(std::memory_order_acquire)) {
     Fiber* f = find_local(w);
@@ -906,8 +950,8 @@ inline void Runtime::worker_main(Worker* w) noexcept {
 
 inline void Runtime::run_fiber_from_root(Worker* w, Fiber* f) noexcept {
   w->current = f;
-  Handoff h{&w->root, nullptr, SwitchAction::none, w};
-  land(switch_context(w->root, f->ctx, &h));
+  Handoff h{&w->root, nullptr, SwitchAction::none, w, {}};
+  land(switch_context(w->thread_switch_state, w->root, f->ctx, &h));
 }
 
 // land() finishes a switch on the context that was switched to.
@@ -922,8 +966,11 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
     case SwitchAction::none:
       break;
     case SwitchAction::park:
-      if (h.fiber->state.exchange(FiberState::parked, std::memory_order_acq_rel) ==
-          FiberState::notified) {
+      if (h.commit.run) {  // Publish::after_switch: no waker can have come yet
+        h.fiber->state.store(FiberState::parked, std::memory_order_release);
+        h.commit.run(h.commit.arg);
+      } else if (h.fiber->state.exchange(FiberState::parked, std::memory_order_acq_rel) ==
+                 FiberState::notified) {
         h.fiber->state.store(FiberState::running, std::memory_order_relaxed);
         requeue(w, h.fiber);
       }
@@ -942,19 +989,26 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
 
 // switch_away() leaves `self` (running on this worker) for the next runnable
 // fiber, or the worker's root if there is none, and returns when `self` is
-// resumed (unless action is exit).
-inline void Runtime::switch_away(Fiber* self, SwitchAction action) noexcept {
+// resumed (unless action is exit). With a `commit` (park only), `self` still
+// holds a lock its wakers need: until the commit runs on the other side, this
+// path takes only leaf locks (the global run queue's) and fires no timers.
+inline void Runtime::switch_away(Fiber* self, SwitchAction action, ParkCommit commit) noexcept {
   Worker* w = current_worker();
   self->last_worker = w->index;
-  Fiber* next = find_local(w);
+  Fiber* next = find_local(w, commit.run == nullptr);
   if (!next && action != SwitchAction::exit) next = steal(w, false);
   w->current = next;
   ExecutionContext& to = next ? next->ctx : w->root;
-  Handoff h{&self->ctx, self, action, w};
-  land(switch_context(self->ctx, to, &h, action == SwitchAction::exit));
+  Handoff h{&self->ctx, self, action, w, commit};
+  land(switch_context(w->thread_switch_state, self->ctx, to, &h,
+                      action == SwitchAction::exit));
 }
 
-inline void Runtime::park_current(Fiber* self) noexcept {
+inline void Runtime::park_current(Fiber* self, ParkCommit commit) noexcept {
+  if (commit.run) {
+    switch_away(self, SwitchAction::park, commit);
+    return;  // the waker set the state back to running
+  }
   if (self->state.load(std::memory_order_acquire) == FiberState::notified) {
     self->state.store(FiberState::running, std::memory_order_relaxed);
     return;  // woken before we got to sleep
