@@ -1,7 +1,13 @@
 // select: ports of Go's select tests plus the contract of goro::select.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <new>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -10,7 +16,34 @@
 
 using namespace std::chrono_literals;
 using goro_test::scaled;
+using goro_test::with_threads;
 using goro_test::with_workers;
+
+// --- Allocation counter for the dynamic select ---------------------------------
+// Plain builds replace the global operator new to count allocations (the
+// sanitizers bring their own allocator; there the tests only run the loops).
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+constexpr bool kCountsAllocations = true;
+__attribute__((noinline)) void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+__attribute__((noinline)) void* operator new(std::size_t n, std::align_val_t align) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  std::size_t a = std::max(static_cast<std::size_t>(align), sizeof(void*));
+  void* p = nullptr;
+  if (::posix_memalign(&p, a, n ? n : 1) == 0) return p;
+  throw std::bad_alloc();
+}
+// libstdc++'s operator delete (every form) is free(), which matches both.
+#else
+constexpr bool kCountsAllocations = false;
+#endif
 
 // timeout and default_case together, or twice, must not compile.
 template <class... C>
@@ -253,4 +286,534 @@ TEST_CASE("the same channel in several cases is locked once", "[select]") {
         CHECK((got == 5 || c.size() == 1));
       },
       with_workers(1));
+}
+
+TEST_CASE("a case passed as an lvalue to the variadic select is rearmed each call", "[select]") {
+  goro::run(
+      [] {
+        goro::Channel<int> c(1);
+        c.send(5);
+        std::optional<int> got;
+        auto rc = goro::recv(c, [&](std::optional<int> v) { got = v; });
+        goro::select(rc);
+        CHECK(got == 5);
+        c.close();
+        goro::select(rc);
+        CHECK(!got.has_value());  // not the value left over from the first call
+      },
+      with_workers(1));
+}
+
+// --- Dynamic select: goro::select(std::span<goro::SelectCase>) -----------------
+
+namespace {
+
+// MoveProbe tells whether it was moved from.
+struct MoveProbe {
+  int value = 0;
+  bool moved_from = false;
+  explicit MoveProbe(int v) : value(v) {}
+  MoveProbe(MoveProbe&& o) noexcept : value(o.value) { o.moved_from = true; }
+  MoveProbe& operator=(MoveProbe&& o) noexcept {
+    value = o.value;
+    moved_from = false;
+    o.moved_from = true;
+    return *this;
+  }
+};
+
+}  // namespace
+
+// Ordinary cases (recv or send of a small T or std::string, handler capturing
+// two references) are stored inline: no allocation when the list is built.
+static_assert(goro::SelectCase::inline_size >= 144);
+static_assert(std::is_nothrow_move_constructible_v<goro::SelectCase>);
+static_assert(!std::is_copy_constructible_v<goro::SelectCase>);
+static_assert(!std::is_constructible_v<goro::SelectCase, goro::SelectCase&>);
+
+TEST_CASE("dynamic select: fan-in over 64 channels from 64 producers through one reused case list",
+          "[select][dynamic]") {
+  const std::size_t workers = GORO_WORKERS();
+  constexpr int kChannels = 64;
+  const int per = static_cast<int>(scaled(2'000, 500, 40));
+  goro::run(
+      [&] {
+        std::vector<goro::Channel<int>> in;
+        for (int k = 0; k < kChannels; ++k) in.emplace_back(k % 4);  // capacities 0..3
+        for (int k = 0; k < kChannels; ++k) {
+          goro::go([ch = in[k], k, per] {
+            for (int i = 0; i < per; ++i) ch.send(k * per + i);
+            ch.close();
+          });
+        }
+        std::vector<std::uint8_t> seen(static_cast<std::size_t>(kChannels * per), 0);
+        std::int64_t sum = 0, count = 0;
+        bool closed = false;
+        std::vector<goro::SelectCase> cases;
+        for (int k = 0; k < kChannels; ++k) {
+          cases.emplace_back(goro::recv(in[k], [&](std::optional<int> v) {
+            if (!v) {
+              closed = true;
+              return;
+            }
+            seen[static_cast<std::size_t>(*v)]++;
+            sum += *v;
+            ++count;
+          }));
+        }
+        const goro::Channel<int> nil = nullptr;
+        const std::int64_t total = static_cast<std::int64_t>(kChannels) * per;
+        int open = kChannels;
+        // One select per value and one per close; a bound, so a broken
+        // select fails here instead of spinning.
+        for (std::int64_t round = 0; open > 0 && round < total + kChannels; ++round) {
+          closed = false;
+          std::size_t i = goro::select(cases);
+          REQUIRE(i < cases.size());
+          if (closed) {
+            cases[i] = goro::recv(nil);  // Go's idiom: a nil channel switches the case off
+            --open;
+          }
+        }
+        CHECK(open == 0);
+        CHECK(count == total);
+        CHECK(sum == total * (total - 1) / 2);
+        CHECK(std::all_of(seen.begin(), seen.end(), [](std::uint8_t n) { return n == 1; }));
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("dynamic select: two always-ready cases split 50/50 within 5 sigma", "[select][dynamic]") {
+  const int trials = 10'000;
+  int counts[2] = {0, 0};
+  goro::run(
+      [&] {
+        goro::Channel<int> a(trials + 1), b(trials + 1);
+        for (int i = 0; i < trials; ++i) {
+          a.send(i);
+          b.send(i);
+        }
+        std::vector<goro::SelectCase> cases;
+        cases.emplace_back(goro::recv(a));
+        cases.emplace_back(goro::recv(b));
+        for (int i = 0; i < trials; ++i) counts[goro::select(cases)]++;
+      },
+      with_workers(1));
+  const double sigma = std::sqrt(trials * 0.25);
+  INFO("counts " << counts[0] << " / " << counts[1]);
+  CHECK(std::abs(counts[0] - trials / 2.0) < 5 * sigma);
+  CHECK(counts[0] + counts[1] == trials);
+}
+
+TEST_CASE("dynamic select: default is taken only when no case is ready", "[select][dynamic]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int n = static_cast<int>(scaled(5'000, 1'000, 200));
+  goro::run(
+      [&] {
+        // Nothing ready: default, at once.
+        goro::Channel<int> empty(1), full(1);
+        full.send(0);
+        bool ran_default = false;
+        std::vector<goro::SelectCase> idle;
+        idle.emplace_back(goro::recv(empty));
+        idle.emplace_back(goro::send(full, 1));
+        idle.emplace_back(goro::default_case([&] { ran_default = true; }));
+        CHECK(goro::select(idle) == 2);
+        CHECK(ran_default);
+        CHECK(full.size() == 1);
+        // A ready case is never passed over for default (TestNonblockSelectRace).
+        goro::Channel<bool> done(1);
+        for (int i = 0; i < n; ++i) {
+          goro::Channel<int> c1(1), c2(1);
+          c1.send(1);
+          goro::go([=] {
+            bool ok = true;
+            std::vector<goro::SelectCase> cases;
+            cases.emplace_back(goro::recv(c1));
+            cases.emplace_back(goro::recv(c2));
+            cases.emplace_back(goro::default_case([&] { ok = false; }));
+            goro::select(cases);
+            done.send(ok);
+          });
+          c2.send(1);
+          std::vector<goro::SelectCase> drain;
+          drain.emplace_back(goro::recv(c1));
+          drain.emplace_back(goro::recv(c2));
+          goro::select(drain);
+          REQUIRE(*done.recv());
+        }
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("dynamic select: the timeout case fires when nothing else is ready", "[select][dynamic]") {
+  goro::run(
+      [] {
+        goro::Channel<int> never, nil = nullptr;
+        bool timed_out = false;
+        std::vector<goro::SelectCase> cases;
+        cases.emplace_back(goro::recv(never));
+        cases.emplace_back(goro::recv(nil));
+        cases.emplace_back(goro::timeout(20ms, [&] { timed_out = true; }));
+        const auto start = std::chrono::steady_clock::now();
+        CHECK(goro::select(cases) == 2);
+        CHECK(timed_out);
+        CHECK(std::chrono::steady_clock::now() - start >= 20ms);
+        // A ready channel wins over a pending timeout.
+        goro::Channel<int> ready(1);
+        ready.send(1);
+        std::vector<goro::SelectCase> race;
+        race.emplace_back(goro::timeout(10s));
+        race.emplace_back(goro::recv(ready));
+        CHECK(goro::select(race) == 1);
+      },
+      with_workers(2));
+}
+
+TEST_CASE("dynamic select: a send case's value moves only if that case wins", "[select][dynamic]") {
+  goro::run(
+      [] {
+        goro::Channel<MoveProbe> full(1), ready(1);
+        full.send(MoveProbe(0));
+        MoveProbe mine(42);
+        std::vector<goro::SelectCase> cases;
+        cases.emplace_back(goro::send(full, mine));  // refers to `mine`
+        cases.emplace_back(goro::default_case());
+        CHECK(!mine.moved_from);  // building the case did not touch it
+        CHECK(goro::select(cases) == 1);
+        CHECK(!mine.moved_from);  // the losing case left it alone
+        // Polled and lost to a ready recv (in random order: 20 rounds).
+        goro::Channel<int> other(1);
+        cases[1] = goro::recv(other);
+        for (int i = 0; i < 20; ++i) {
+          other.send(i);
+          CHECK(goro::select(cases) == 1);
+          CHECK(!mine.moved_from);
+        }
+        // Parked, and lost to a recv woken by another fiber.
+        goro::Channel<MoveProbe> nobody;
+        cases[0] = goro::send(nobody, mine);
+        goro::go([other] {
+          goro::this_fiber::sleep_for(1ms);
+          other.send(1);
+        });
+        CHECK(goro::select(cases) == 1);
+        CHECK(!mine.moved_from);
+        cases[0] = goro::send(full, mine);
+        cases[1] = goro::send(ready, mine);
+        CHECK(goro::select(cases) == 1);
+        CHECK(mine.moved_from);
+        CHECK(ready.recv()->value == 42);
+        // A case made from an rvalue owns its value, moved in when the case
+        // was made, so the SelectCase cannot outlive what it sends.
+        std::vector<goro::SelectCase> owned;
+        owned.emplace_back(goro::send(ready, MoveProbe(7)));
+        CHECK(goro::select(owned) == 0);
+        CHECK(ready.recv()->value == 7);
+      },
+      with_workers(2));
+}
+
+TEST_CASE("dynamic select: a reused send case sends its variable's current value", "[select][dynamic]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int n = static_cast<int>(scaled(2'000, 500, 100));
+  goro::run(
+      [&] {
+        goro::Channel<int> out;
+        goro::Channel<std::int64_t> total;
+        goro::go([=] {
+          std::int64_t sum = 0, expect = 0;
+          for (int v : out) {
+            if (v != expect) sum = -1'000'000'000;  // out of order or repeated
+            sum += v;
+            ++expect;
+          }
+          total.send(sum);
+        });
+        int next = 0;
+        std::vector<goro::SelectCase> cases;
+        cases.emplace_back(goro::send(out, next, [&] { ++next; }));
+        while (next < n) goro::select(cases);
+        out.close();
+        CHECK(*total.recv() == static_cast<std::int64_t>(n) * (n - 1) / 2);
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("dynamic select: closed recv cases are always ready; a chosen send on closed throws",
+          "[select][dynamic]") {
+  goro::run(
+      [] {
+        goro::Channel<int> c(1), never;
+        c.send(7);
+        c.close();
+        std::optional<int> got;
+        int calls = 0;
+        std::vector<goro::SelectCase> cases;
+        cases.emplace_back(goro::recv(never));
+        cases.emplace_back(goro::recv(c, [&](std::optional<int> v) {
+          got = v;
+          ++calls;
+        }));
+        CHECK(goro::select(cases) == 1);  // drains the buffer first
+        CHECK(got == 7);
+        for (int i = 0; i < 3; ++i) {  // then delivers nullopt, again and again
+          got = 99;
+          CHECK(goro::select(cases) == 1);
+          CHECK(!got.has_value());
+        }
+        CHECK(calls == 4);
+        int zero = -1;  // the T form gets T{}
+        cases[1] = goro::recv(c, [&](int v) { zero = v; });
+        CHECK(goro::select(cases) == 1);
+        CHECK(zero == 0);
+
+        std::vector<goro::SelectCase> sends;
+        sends.emplace_back(goro::recv(never));
+        sends.emplace_back(goro::send(c, 1));
+        CHECK_THROWS_AS(goro::select(sends), goro::channel_closed);
+        CHECK_THROWS_AS(goro::select(sends), goro::channel_closed);  // reused: same answer
+        // Closed while the select is parked on it.
+        goro::Channel<int> later;
+        goro::go([later] {
+          goro::this_fiber::sleep_for(1ms);
+          later.close();
+        });
+        sends[1] = goro::send(later, 1);
+        CHECK_THROWS_AS(goro::select(sends), goro::channel_closed);
+      },
+      with_workers(2));
+}
+
+TEST_CASE("dynamic select: nil channel cases are never ready", "[select][dynamic]") {
+  goro::run(
+      [] {
+        goro::Channel<int> nil = nullptr;
+        std::vector<goro::SelectCase> cases;
+        for (int i = 0; i < 10; ++i) {
+          cases.emplace_back(goro::recv(nil));
+          cases.emplace_back(goro::send(nil, i));
+        }
+        cases.emplace_back(goro::default_case());
+        for (int i = 0; i < 100; ++i) CHECK(goro::select(cases) == 20);
+        cases.back() = goro::timeout(5ms);
+        CHECK(goro::select(cases) == 20);
+      },
+      with_workers(1));
+}
+
+TEST_CASE("dynamic select: misuse throws std::invalid_argument naming it, before any commit",
+          "[select][dynamic]") {
+  goro::run(
+      [] {
+        goro::Channel<int> ready(1), room(1);
+        ready.send(1);
+        MoveProbe value(3);
+        goro::Channel<MoveProbe> probe_room(1);
+        auto make = [&] {
+          std::vector<goro::SelectCase> cases;
+          cases.emplace_back(goro::recv(ready));
+          cases.emplace_back(goro::send(probe_room, value));
+          return cases;
+        };
+        auto check = [&](std::vector<goro::SelectCase> cases, const std::string& words) {
+          try {
+            goro::select(cases);
+            FAIL("no exception for: " << words);
+          } catch (const std::invalid_argument& e) {
+            INFO(e.what());
+            CHECK(std::string(e.what()).find(words) != std::string::npos);
+          }
+          CHECK(ready.size() == 1);  // nothing committed
+          CHECK(probe_room.size() == 0);
+          CHECK(!value.moved_from);
+        };
+        auto two_defaults = make();
+        two_defaults.emplace_back(goro::default_case());
+        two_defaults.emplace_back(goro::default_case());
+        check(std::move(two_defaults), "at most one default_case");
+        auto two_timeouts = make();
+        two_timeouts.emplace_back(goro::timeout(1ms));
+        two_timeouts.emplace_back(goro::timeout(1ms));
+        check(std::move(two_timeouts), "at most one timeout case");
+        auto both = make();
+        both.emplace_back(goro::timeout(1ms));
+        both.emplace_back(goro::default_case());
+        check(std::move(both), "timeout and default_case cannot both appear");
+        auto moved = make();
+        goro::SelectCase taken = std::move(moved[0]);
+        CHECK(moved[0].empty());
+        check(std::move(moved), "moved from");
+        // logic_error catches it too (invalid_argument is one).
+        std::vector<goro::SelectCase> again;
+        again.emplace_back(goro::default_case());
+        again.emplace_back(goro::default_case());
+        CHECK_THROWS_AS(goro::select(again), std::logic_error);
+      },
+      with_workers(1));
+}
+
+TEST_CASE("dynamic select: no heap allocation per select with up to 64 cases", "[select][dynamic]") {
+  const int n = static_cast<int>(scaled(20'000, 5'000, 1'000));
+  std::uint64_t ready_allocs = 0, blocking_allocs = 0;
+  bool all_inline = false;
+  goro::run(
+      [&] {
+        // 64 buffered channels, always ready: each handler puts its value back.
+        std::vector<goro::Channel<int>> c;
+        for (int k = 0; k < 64; ++k) c.emplace_back(1);
+        for (auto& ch : c) ch.send(1);
+        std::int64_t sum = 0;
+        std::vector<goro::SelectCase> cases;
+        for (auto& ch : c) {
+          cases.emplace_back(goro::recv(ch, [&sum, &ch](int v) {
+            sum += v;
+            ch.try_send(std::move(v));
+          }));
+        }
+        // Ordinary cases of std::string too: recv, and send of an owned value.
+        goro::Channel<std::string> text(1);
+        std::string word = "w";
+        cases.emplace_back(goro::recv(text, [&sum, &word](std::optional<std::string> v) {
+          sum += static_cast<std::int64_t>(v ? v->size() : 0) + static_cast<std::int64_t>(word.size());
+        }));
+        cases.emplace_back(goro::send(text, std::string("owned"), [&sum, &word] { sum += word.size(); }));
+        all_inline = std::all_of(cases.begin(), cases.end(), [](const auto& k) { return k.stored_inline(); });
+        cases.erase(cases.begin() + 64, cases.end());  // back to the 64 always-ready ones
+        for (int i = 0; i < 100; ++i) goro::select(cases);  // warm up
+        std::uint64_t before = g_allocations.load();
+        for (int i = 0; i < n; ++i) goro::select(cases);
+        ready_allocs = g_allocations.load() - before;
+        CHECK(sum == n + 100);
+
+        // Blocking: 63 silent channels and one fed by another fiber, so every
+        // select parks (the select2.go pattern, 64 wide).
+        std::vector<goro::Channel<int>> quiet(63);
+        goro::Channel<int> fed;
+        int got = 0;
+        std::vector<goro::SelectCase> wait;
+        for (auto& q : quiet) wait.emplace_back(goro::recv(q));
+        wait.emplace_back(goro::recv(fed, [&](int v) { got += v; }));
+        auto feed = [fed, n] {
+          for (int i = 0; i < n; ++i) fed.send(1);
+        };
+        goro::go(feed);
+        for (int i = 0; i < n; ++i) goro::select(wait);  // warm up
+        goro::go(feed);
+        goro::this_fiber::yield();
+        before = g_allocations.load();
+        for (int i = 0; i < n; ++i) goro::select(wait);
+        blocking_allocs = g_allocations.load() - before;
+        CHECK(got == 2 * n);
+      },
+      with_workers(1));
+  CHECK(all_inline);
+  if (kCountsAllocations) {
+    INFO(ready_allocs << " allocations in " << n << " ready selects, " << blocking_allocs
+                      << " in " << n << " blocking ones");
+    CHECK(ready_allocs == 0);
+    CHECK(blocking_allocs < 64);  // not one per select (the spawned feeder is not per select)
+  }
+}
+
+TEST_CASE("dynamic select: more than 64 cases and handlers too big to store inline", "[select][dynamic]") {
+  goro::run(
+      [] {
+        constexpr int kChannels = 200;  // scratch beyond the inline 64
+        std::vector<goro::Channel<int>> c;
+        for (int k = 0; k < kChannels; ++k) c.emplace_back(1);
+        std::vector<goro::SelectCase> cases;
+        std::vector<int> hits(kChannels, 0);
+        for (int k = 0; k < kChannels; ++k) {
+          cases.emplace_back(goro::recv(c[k], [&hits, k](int) { hits[k]++; }));
+          cases.emplace_back(goro::recv(c[k], [&hits, k](int) { hits[k]++; }));  // same channel twice
+        }
+        for (int k = 0; k < kChannels; ++k) c[k].send(k);
+        for (int k = 0; k < kChannels; ++k) {
+          std::size_t i = goro::select(cases);
+          CHECK(c[i / 2].size() == 0);
+        }
+        CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+
+        std::array<char, 512> big{};
+        big[0] = 'x';
+        char seen = 0;
+        goro::SelectCase large = goro::recv(c[0], [big, &seen](int) { seen = big[0]; });
+        CHECK(!large.stored_inline());
+        std::vector<goro::SelectCase> one;
+        one.push_back(std::move(large));
+        c[0].send(1);
+        CHECK(goro::select(one) == 0);
+        CHECK(seen == 'x');
+      },
+      with_workers(1));
+}
+
+TEST_CASE("dynamic select: an empty list blocks forever (reported as deadlock)", "[select][dynamic]") {
+  CHECK_THROWS_AS(goro::run(
+                      [] {
+                        std::vector<goro::SelectCase> none;
+                        goro::select(none);
+                      },
+                      with_workers(1)),
+                  goro::deadlock_error);
+}
+
+TEST_CASE("dynamic select: a fiber selects over channels fed by plain threads", "[select][dynamic][threads]") {
+  const std::size_t workers = GORO_WORKERS();
+  constexpr int kThreads = 4;
+  const int per = static_cast<int>(scaled(5'000, 1'000, 200));
+  std::vector<goro::Channel<int>> in;
+  for (int k = 0; k < kThreads; ++k) in.emplace_back(k);  // capacities 0..3
+  std::vector<std::thread> senders;
+  for (int k = 0; k < kThreads; ++k) {
+    senders.emplace_back([ch = in[k], k, per] {
+      for (int i = 0; i < per; ++i) ch.send(k * per + i);
+      ch.close();
+    });
+  }
+  const std::int64_t total = static_cast<std::int64_t>(kThreads) * per;
+  std::int64_t sum = 0, count = 0;
+  std::vector<int> last(kThreads, -1);
+  bool in_order = true;
+  goro::run(
+      [&] {
+        std::vector<goro::SelectCase> cases;
+        std::vector<int> ids;  // ids[i]: the channel of cases[i]
+        int closed_at = -1;
+        for (int k = 0; k < kThreads; ++k) {
+          ids.push_back(k);
+          cases.emplace_back(goro::recv(in[k], [&, k](std::optional<int> v) {
+            if (!v) {
+              closed_at = k;
+              return;
+            }
+            if (*v <= last[k]) in_order = false;  // FIFO per channel
+            last[k] = *v;
+            sum += *v;
+            ++count;
+          }));
+        }
+        int open = kThreads;
+        for (std::int64_t round = 0; open > 0 && round < total + kThreads; ++round) {
+          closed_at = -1;
+          std::size_t i = goro::select(cases);
+          if (closed_at >= 0) {
+            REQUIRE(closed_at == ids[i]);
+            cases.erase(cases.begin() + static_cast<std::ptrdiff_t>(i));  // after select returned
+            ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(i));
+            --open;
+          }
+        }
+        CHECK(open == 0);
+      },
+      with_threads(workers));
+  for (auto& ch : in) {
+    while (ch.recv()) {  // only if the select loop above failed: unblock the senders
+    }
+  }
+  for (auto& t : senders) t.join();
+  CHECK(count == total);
+  CHECK(sum == total * (total - 1) / 2);
+  CHECK(in_order);
 }

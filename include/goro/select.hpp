@@ -18,6 +18,14 @@
 // else one that accepts T gets the value (T{} when closed, Go's zero value);
 // else one taking nothing is called.
 //
+// Dynamic select (Go's reflect.Select): when the number of cases is only
+// known at run time, put them in a std::vector<goro::SelectCase> (or any
+// contiguous range of them) and call goro::select(cases); it returns the
+// index in that list, with the same semantics. The list can be reused by
+// every call of a loop; up to 64 cases it allocates nothing per call. Misuse
+// the variadic form rejects at compile time throws std::invalid_argument.
+// See SelectCase (detail/select/dynamic_case.hpp) for what can be reused.
+//
 // Thread-safety: select may be called from any fiber or plain thread; the
 // channels it names may be used concurrently by anyone.
 #pragma once
@@ -26,11 +34,13 @@
 #include <concepts>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <type_traits>
 #include <utility>
 
 #include "channel.hpp"
 #include "detail/select/commit.hpp"
+#include "detail/select/dynamic_case.hpp"
 
 namespace goro {
 
@@ -79,6 +89,8 @@ class RecvCase {
     if (chan_) chan_->dequeue_receiver(&waiter_);
   }
   void finish() { invoke_recv_handler<T>(handler_, slot_); }
+  // rearm(): ready for another select (a closed channel leaves slot_ as is).
+  void rearm() noexcept { slot_.reset(); }
 
  private:
   ChanState<T>* chan_;
@@ -90,7 +102,12 @@ class RecvCase {
 // SendCase holds a pointer to the caller's value (which outlives the select
 // call), or, when the argument had to be converted to T, the converted value
 // itself (Owning). Either way the value is moved only if the case wins.
-template <class T, class H, bool Owning = false>
+//
+// FromRvalue marks a pointer to an rvalue argument: fine for the variadic
+// select (the argument lives until the call returns), but a SelectCase may
+// outlive it, so SelectCase converts such a case to an Owning one first
+// (owning()).
+template <class T, class H, bool Owning = false, bool FromRvalue = false>
 class SendCase {
  public:
   static constexpr bool kIsDefault = false;
@@ -103,6 +120,12 @@ class SendCase {
       : chan_(chan), value_(std::forward<V>(value)), handler_(std::move(handler)) {}
   SendCase(const SendCase&) = delete;
   SendCase& operator=(const SendCase&) = delete;
+  SendCase(SendCase&&) = default;  // for SelectCase; never while enqueued
+
+  // owning(): the same case holding its value (moved in from the argument).
+  SendCase<T, H, true> owning() && requires(FromRvalue) {
+    return SendCase<T, H, true>(chan_, std::move(*value_), std::move(handler_));
+  }
 
   ChanBase* channel() const noexcept { return chan_; }
   bool maybe_ready() const noexcept { return chan_ && (chan_->closed() || !chan_->send_would_block()); }
@@ -125,6 +148,10 @@ class SendCase {
   void finish() {
     if (hit_closed_ || waiter_.closed) throw_send_on_closed();
     handler_();
+  }
+  void rearm() noexcept {
+    hit_closed_ = false;
+    waiter_.closed = false;
   }
 
  private:
@@ -152,6 +179,7 @@ class ChannelFreeCase {
   void enqueue(Parker::Ticket, SelectRecord*, std::size_t) noexcept {}
   void dequeue() noexcept {}
   void finish() { handler_(); }
+  void rearm() noexcept {}
 
  private:
   H handler_;
@@ -224,7 +252,8 @@ template <detail::Sendable C, class V, class H = detail::NoHandler>
 auto send(const C& ch, V&& value, H handler = {}) {
   using T = typename C::value_type;
   if constexpr (std::is_same_v<std::remove_cvref_t<V>, T> && !std::is_const_v<std::remove_reference_t<V>>) {
-    return detail::SendCase<T, H>(ch.get(), &value, std::move(handler));
+    return detail::SendCase<T, H, false, !std::is_lvalue_reference_v<V>>(ch.get(), &value,
+                                                                          std::move(handler));
   } else {
     return detail::SendCase<T, H, true>(ch.get(), std::forward<V>(value), std::move(handler));
   }
@@ -245,14 +274,30 @@ auto default_case(H handler = {}) {
 
 // select() runs exactly one ready case; see the top of this header.
 template <class... Cases>
+  requires(detail::SelectHooks<std::remove_cvref_t<Cases>> && ...)
 std::size_t select(Cases&&... cases) {
   constexpr int timeouts = (0 + ... + detail::CaseTraits<std::remove_cvref_t<Cases>>::timeouts);
   constexpr int defaults = (0 + ... + detail::CaseTraits<std::remove_cvref_t<Cases>>::defaults);
   static_assert(timeouts <= 1, "goro::select: at most one timeout case");
   static_assert(defaults <= 1, "goro::select: at most one default_case");
   static_assert(timeouts + defaults <= 1, "goro::select: timeout and default_case cannot both appear");
+  // A case passed as an lvalue may have run in an earlier select.
+  ([&] { if constexpr (std::is_lvalue_reference_v<Cases>) cases.rearm(); }(), ...);
   auto refs = std::tie(cases...);
   return detail::select_tuple(refs);
 }
+
+// select(cases) is the same statement over a list built at run time (Go's
+// reflect.Select): it returns the index in `cases` of the case that ran, with
+// the variadic form's semantics. A std::vector<SelectCase> or an array of
+// them converts. The misuse the variadic form rejects at compile time (two
+// default_cases, two timeouts, a timeout and a default_case) and a moved-from
+// SelectCase throw std::invalid_argument before any case commits. An empty
+// list blocks forever, like select(). Up to 64 cases, no heap allocation per
+// call; beyond that, two arrays of that many pointers are allocated per call.
+// The cases stay in `cases` and can be reused (see SelectCase); a handler
+// must not add or remove elements of `cases` (use the returned index after
+// select returns).
+inline std::size_t select(std::span<SelectCase> cases) { return detail::select_span(cases); }
 
 }  // namespace goro
