@@ -13,6 +13,8 @@
 
 namespace goro::detail {
 
+struct Worker;
+
 // Fiber states for the park/unpark handshake (see Runtime::park_current):
 //   running  -> parked     by the worker that switched away from it
 //   running  -> notified   by an unparker that came before the switch finished
@@ -39,6 +41,10 @@ struct Fiber {
 
   const std::uint64_t id;
   std::uint32_t last_worker = static_cast<std::uint32_t>(-1);  // the worker it last left
+  // The worker running it, set each time it is resumed, so the fiber's own
+  // scheduling calls need no thread-local lookup. Meaningful only while the
+  // fiber runs.
+  Worker* worker = nullptr;
   bool is_main = false;
 
   // The callable: `invoke` runs it, `destroy` destroys it (it sits at

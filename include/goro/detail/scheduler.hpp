@@ -950,6 +950,7 @@ inline void Runtime::worker_main(Worker* w) noexcept {
 
 inline void Runtime::run_fiber_from_root(Worker* w, Fiber* f) noexcept {
   w->current = f;
+  f->worker = w;
   Handoff h{&w->root, nullptr, SwitchAction::none, w, {}};
   land(switch_context(w->thread_switch_state, w->root, f->ctx, &h));
 }
@@ -993,11 +994,12 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
 // holds a lock its wakers need: until the commit runs on the other side, this
 // path takes only leaf locks (the global run queue's) and fires no timers.
 inline void Runtime::switch_away(Fiber* self, SwitchAction action, ParkCommit commit) noexcept {
-  Worker* w = current_worker();
+  Worker* w = self->worker;
   self->last_worker = w->index;
   Fiber* next = find_local(w, commit.run == nullptr);
   if (!next && action != SwitchAction::exit) next = steal(w, false);
   w->current = next;
+  if (next) next->worker = w;
   ExecutionContext& to = next ? next->ctx : w->root;
   Handoff h{&self->ctx, self, action, w, commit};
   land(switch_context(w->thread_switch_state, self->ctx, to, &h,
@@ -1018,7 +1020,7 @@ inline void Runtime::park_current(Fiber* self, ParkCommit commit) noexcept {
 }
 
 inline void Runtime::yield_current(Fiber* self) noexcept {
-  Worker* w = current_worker();
+  Worker* w = self->worker;
   if (seeded() || config_.force_migration) {
     switch_away(self, SwitchAction::yield);
     return;
