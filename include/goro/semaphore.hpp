@@ -14,7 +14,8 @@
 // fails and it skips the waiter.
 //
 // Lock order: lock_ -> a context's lock (registering the waiter). A context
-// never takes lock_. Neither is held across park().
+// never takes lock_. acquire(n) still holds lock_ when it switches away (its
+// park's commit releases it); the context-aware acquire releases both first.
 #pragma once
 
 #include <cstdint>
@@ -123,17 +124,20 @@ inline void Semaphore::acquire(std::int64_t n) {
   detail::Parker* self = nullptr;
   Waiter node;
   {
-    std::lock_guard guard(lock_);
+    std::unique_lock guard(lock_);
     if (size_ - held_ >= n && waiting_.empty()) {
       held_ += n;
       return;
     }
     self = &detail::Parker::current();
     node.weight = n;
-    node.ticket = self->prepare("semaphore.Acquire");
+    node.ticket = self->prepare("semaphore.Acquire", detail::Publish::after_switch);
     waiting_.push(&node);
+    guard.release();  // park's commit unlocks it
   }
-  if (self->park() != detail::WakeReason::unwind) return;  // granted: the releaser counted us
+  if (self->park(detail::ParkCommit::unlock(lock_)) != detail::WakeReason::unwind) {
+    return;  // granted: the releaser counted us
+  }
   {
     detail::WakeList wake;
     std::lock_guard guard(lock_);
