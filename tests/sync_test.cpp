@@ -372,6 +372,58 @@ TEST_CASE("RWMutex: misuse throws std::logic_error naming it", "[rwmutex][misuse
   rw.unlock();
 }
 
+TEST_CASE("RWMutex: rlocker() with std::lock_guard takes a read lock that excludes writers",
+          "[rwmutex][rlocker]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        goro::RWMutex rw;
+        std::atomic<bool> writer_in{false};
+        goro::WaitGroup wg;
+        {
+          auto reader = rw.rlocker();
+          std::lock_guard lock(reader);  // rw.lock_shared()
+          CHECK_FALSE(rw.try_lock());    // a reader holds it: no writer
+          CHECK(rw.try_lock_shared());   // but other readers share it
+          rw.unlock_shared();
+          wg.go([&] {
+            std::lock_guard write(rw);
+            writer_in = true;
+          });
+          for (int i = 0; i < 200; ++i) goro::this_fiber::yield();
+          CHECK_FALSE(writer_in.load());  // the writer waits for our read lock
+        }                                 // rw.unlock_shared(): the writer gets in
+        wg.wait();
+        CHECK(writer_in.load());
+        // While a writer holds it, the RLocker's lock waits.
+        rw.lock();
+        auto reader = rw.rlocker();
+        CHECK_FALSE(reader.try_lock());
+        std::atomic<bool> reader_in{false};
+        wg.go([&, reader]() mutable {
+          std::unique_lock lock(reader);
+          reader_in = true;
+        });
+        for (int i = 0; i < 200; ++i) goro::this_fiber::yield();
+        CHECK_FALSE(reader_in.load());
+        rw.unlock();
+        wg.wait();
+        CHECK(reader_in.load());
+        CHECK(rw.try_lock());  // every read lock was released
+        rw.unlock();
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("RWMutex: rlocker() misuse throws like unlock_shared()", "[rwmutex][rlocker][misuse]") {
+  goro::RWMutex rw;
+  auto reader = rw.rlocker();
+  CHECK_THROWS_WITH(reader.unlock(), Catch::Contains("goro::RWMutex") && Catch::Contains("unlock_shared"));
+  rw.lock();
+  CHECK_THROWS_AS(reader.unlock(), std::logic_error);  // held for writing, not reading
+  rw.unlock();
+}
+
 // ---------------------------------------------------------------------------
 // Once
 

@@ -1,7 +1,8 @@
 // goro::RWMutex: Go's sync.RWMutex, a reader/writer lock that parks fibers
 // (and blocks plain threads). It meets the standard Lockable and
 // SharedLockable requirements: std::unique_lock / std::lock_guard take it for
-// writing, std::shared_lock for reading.
+// writing, std::shared_lock for reading; rlocker() gives a Lockable view
+// that takes it for reading (Go's RLocker).
 //
 // Design. One state word holds the number of active readers and three flags:
 //
@@ -73,6 +74,14 @@ class RWMutex {
   // reader holds the lock.
   void unlock_shared();
 
+  class RLocker;
+  // rlocker() is Go's RWMutex.RLocker: a Lockable view of this RWMutex whose
+  // lock()/unlock() are lock_shared()/unlock_shared(), for code written
+  // against any Lockable (std::lock_guard, std::unique_lock, a template
+  // taking a lock). The view holds a reference: it must not outlive the
+  // RWMutex.
+  RLocker rlocker() noexcept;
+
  private:
   static constexpr std::uint64_t kWriterHeld = 1;
   static constexpr std::uint64_t kWriterWaiting = 2;
@@ -108,7 +117,36 @@ class RWMutex {
   detail::WaitList writers_;  // guarded by lock_
 };
 
+// RWMutex::RLocker takes its RWMutex for reading through the Lockable
+// interface (lock, try_lock, unlock), so std::lock_guard and
+// std::unique_lock take a read lock with it:
+//
+//   auto reader = rw.rlocker();
+//   std::lock_guard lock(reader);   // rw.lock_shared() ... rw.unlock_shared()
+//
+// It is a copyable reference: copies name the same RWMutex. Misuse
+// (unlock() with no read lock held) throws std::logic_error, as
+// unlock_shared() does.
+//
+// Thread-safety: as RWMutex; every member is safe from any fiber or thread.
+class RWMutex::RLocker {
+ public:
+  explicit RLocker(RWMutex& rw) noexcept : rw_(&rw) {}
+
+  // lock() blocks until the caller holds a read lock.
+  void lock() { rw_->lock_shared(); }
+  // try_lock() takes a read lock if no writer holds or waits for the lock.
+  bool try_lock() noexcept { return rw_->try_lock_shared(); }
+  // unlock() releases one read lock.
+  void unlock() { rw_->unlock_shared(); }
+
+ private:
+  RWMutex* rw_;  // a pointer, not a reference, so RLocker is assignable
+};
+
 // ---------------------------------------------------------------------------
+
+inline RWMutex::RLocker RWMutex::rlocker() noexcept { return RLocker(*this); }
 
 inline void RWMutex::lock() {
   detail::note_goro_use();
