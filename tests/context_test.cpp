@@ -7,8 +7,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -37,6 +40,41 @@ bool done_now(const goro::Context& ctx) {
 std::size_t children_of(const goro::Context& ctx) {
   auto* node = static_cast<goro::detail::CancelNode*>(ctx.node()->canceller);
   return node ? node->child_count() : 0;
+}
+
+// wait_until() polls `pred` (sleeping 1 ms at a time, which parks a fiber
+// and sleeps a plain thread) for up to `limit`; returns whether it held.
+// Tests use it where a broken implementation would otherwise hang.
+template <class Pred>
+bool wait_until(Pred pred, std::chrono::milliseconds limit = 10s) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    goro::this_fiber::sleep_for(1ms);
+  }
+  return true;
+}
+
+// what_of() rethrows a cause and returns its message ("" for null).
+std::string what_of(const std::exception_ptr& e) {
+  if (!e) return "";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  }
+}
+
+// code_of() is the code of a std::system_error cause, {} for anything else.
+std::error_code code_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& ex) {
+    return ex.code();
+  } catch (...) {
+    return {};
+  }
 }
 
 
@@ -378,4 +416,402 @@ TEST_CASE("Context handles are safe to use concurrently", "[context][threads]") 
         cancel_parent();
       },
       with_threads(workers));
+}
+
+// ---------------------------------------------------------------------------
+// without_cancel
+
+TEST_CASE("without_cancel: keeps values, stays live when the parent is cancelled", "[context][without_cancel]") {
+  auto [parent, cancel_parent] = goro::with_timeout(goro::with_value(goro::background(), kUserId, 7), 1h);
+  goro::Context detached = goro::without_cancel(goro::with_value(parent, kRequestId, "req-9"));
+  auto [below, cancel_below] = goro::with_cancel(detached);
+  CHECK(children_of(parent) == 0);  // `below` hangs from no canceller of parent's
+  REQUIRE(detached.value(kUserId));
+  CHECK(*detached.value(kUserId) == 7);
+  CHECK(*below.value(kRequestId) == "req-9");
+  CHECK_FALSE(detached.deadline());  // the parent's deadline is not inherited
+  CHECK_FALSE(below.deadline());
+  CHECK(detached.done().is_nil());
+
+  cancel_parent();
+  CHECK(parent.err() == goro::errc::canceled);
+  CHECK_FALSE(detached.err());
+  CHECK_FALSE(below.err());
+  CHECK_FALSE(done_now(below));
+  CHECK(goro::cause(detached) == nullptr);
+  CHECK(*detached.value(kUserId) == 7);  // values outlive the parent's cancellation
+
+  cancel_below();  // its own cancellation still works
+  CHECK(below.err() == goro::errc::canceled);
+  CHECK_FALSE(detached.err());
+}
+
+TEST_CASE("without_cancel: an already-cancelled parent gives a live context", "[context][without_cancel]") {
+  auto [parent, cancel_parent] = goro::with_cancel_cause(goro::background());
+  cancel_parent(std::runtime_error("gone"));
+  goro::Context detached = goro::without_cancel(parent);
+  CHECK_FALSE(detached.err());
+  CHECK(goro::cause(detached) == nullptr);
+  auto [child, cancel_child] = goro::with_cancel(detached);  // not born cancelled
+  CHECK_FALSE(child.err());
+  cancel_child();
+}
+
+// ---------------------------------------------------------------------------
+// Causes
+
+TEST_CASE("with_cancel_cause: the cause reaches children and grandchildren", "[context][cause]") {
+  auto [root, cancel_root] = goro::with_cancel_cause(goro::background());
+  auto [child, cancel_child] = goro::with_cancel(goro::with_value(root, kUserId, 1));
+  auto [grandchild, cancel_grandchild] = goro::with_timeout(goro::with_value(child, kRequestId, "r"), 1h);
+  goro::Context leaf = goro::with_value(grandchild, kOtherInt, 3);
+  CHECK(goro::cause(leaf) == nullptr);  // live: no cause
+  CHECK(goro::cause(root) == nullptr);
+
+  cancel_root(std::runtime_error("shutting down"));
+  CHECK(root.err() == goro::errc::canceled);  // err() is still Go's Err()
+  CHECK(grandchild.err() == goro::errc::canceled);
+  CHECK(what_of(goro::cause(root)) == "shutting down");
+  CHECK(what_of(goro::cause(child)) == "shutting down");
+  CHECK(what_of(goro::cause(grandchild)) == "shutting down");
+  CHECK(goro::cause(leaf) == goro::cause(root));  // the same exception object
+  CHECK_THROWS_AS(std::rethrow_exception(goro::cause(leaf)), std::runtime_error);
+
+  auto [late, cancel_late] = goro::with_cancel(grandchild);  // born cancelled: inherits the cause
+  CHECK(what_of(goro::cause(late)) == "shutting down");
+  for (auto& c : {cancel_child, cancel_grandchild, cancel_late}) c();
+}
+
+TEST_CASE("cause: no cause (nullptr, empty error_code, plain CancelFunc) falls back to err()", "[context][cause]") {
+  CHECK(goro::cause(goro::background()) == nullptr);
+
+  auto [a, cancel_a] = goro::with_cancel_cause(goro::background());
+  cancel_a(nullptr);
+  REQUIRE(goro::cause(a));
+  CHECK(code_of(goro::cause(a)) == goro::errc::canceled);
+  CHECK_THROWS_AS(std::rethrow_exception(goro::cause(a)), std::system_error);
+
+  auto [b, cancel_b] = goro::with_cancel_cause(goro::background());
+  cancel_b(std::error_code{});
+  CHECK(code_of(goro::cause(b)) == goro::errc::canceled);
+
+  auto [c, cancel_c] = goro::with_cancel(goro::background());
+  auto [c_child, cancel_c_child] = goro::with_cancel_cause(c);
+  cancel_c();
+  CHECK(code_of(goro::cause(c)) == goro::errc::canceled);
+  CHECK(code_of(goro::cause(c_child)) == goro::errc::canceled);  // the parent gave no cause
+  cancel_c_child(std::runtime_error("too late"));                // already cancelled: ignored
+  CHECK(code_of(goro::cause(c_child)) == goro::errc::canceled);
+
+  auto [d, cancel_d] = goro::with_timeout(goro::background(), 1ms);
+  REQUIRE(wait_until([&] { return static_cast<bool>(d.err()); }));
+  CHECK(code_of(goro::cause(d)) == goro::errc::deadline_exceeded);
+  cancel_d();
+
+  auto [e, cancel_e] = goro::with_cancel_cause(goro::background());
+  cancel_e(std::make_error_code(std::errc::connection_reset));  // an error_code becomes a system_error
+  CHECK(code_of(goro::cause(e)) == std::errc::connection_reset);
+  CHECK(e.err() == goro::errc::canceled);
+}
+
+TEST_CASE("cause: the first cause wins; later cancels change nothing", "[context][cause]") {
+  auto [parent, cancel_parent] = goro::with_cancel_cause(goro::background());
+  auto [child, cancel_child] = goro::with_cancel_cause(parent);
+  goro::CancelCauseFunc copy = cancel_parent;
+  copy(std::runtime_error("first"));
+  cancel_parent(std::runtime_error("second"));
+  cancel_child(std::runtime_error("child's own"));  // the parent's reached it first
+  CHECK(what_of(goro::cause(parent)) == "first");
+  CHECK(what_of(goro::cause(child)) == "first");
+
+  // A child cancelled on its own keeps its cause when the parent follows.
+  auto [p2, cancel_p2] = goro::with_cancel_cause(goro::background());
+  auto [c2, cancel_c2] = goro::with_cancel_cause(p2);
+  cancel_c2(std::runtime_error("child first"));
+  cancel_p2(std::runtime_error("parent later"));
+  CHECK(what_of(goro::cause(c2)) == "child first");
+  CHECK(what_of(goro::cause(p2)) == "parent later");
+  goro::CancelCauseFunc nothing;
+  nothing(std::runtime_error("no context"));  // a default CancelCauseFunc does nothing
+}
+
+TEST_CASE("cause: racing cancels agree on one cause across the tree", "[context][cause][threads]") {
+  const int rounds = static_cast<int>(scaled(200, 100, 20));
+  int disagreements = 0;
+  for (int r = 0; r < rounds; ++r) {
+    auto [root, cancel_root] = goro::with_cancel_cause(goro::background());
+    auto [child, cancel_child] = goro::with_cancel(root);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([c = cancel_root, t] { c(std::runtime_error(std::to_string(t))); });
+    }
+    for (auto& t : threads) t.join();
+    std::string winner = what_of(goro::cause(root));
+    if (winner.empty() || what_of(goro::cause(child)) != winner) ++disagreements;
+    cancel_child();
+  }
+  CHECK(disagreements == 0);
+}
+
+TEST_CASE("with_timeout_cause / with_deadline_cause: the cause is recorded when the deadline passes",
+          "[context][cause][deadline]") {
+  auto timeout_cause = std::make_exception_ptr(std::runtime_error("backend too slow"));
+  auto [timed, cancel_timed] = goro::with_timeout_cause(goro::background(), 5ms, timeout_cause);
+  auto [below, cancel_below] = goro::with_cancel(timed);
+  CHECK(goro::cause(timed) == nullptr);
+  CHECK_FALSE(timed.done().recv());  // a plain thread waits for the timer
+  CHECK(timed.err() == goro::errc::deadline_exceeded);
+  CHECK(goro::cause(timed) == timeout_cause);
+  CHECK(goro::cause(below) == timeout_cause);  // descendants get it too
+
+  // Cancelled before the deadline: no cause, so err() is reported.
+  auto [early, cancel_early] = goro::with_timeout_cause(goro::background(), 1h, timeout_cause);
+  cancel_early();
+  CHECK(code_of(goro::cause(early)) == goro::errc::canceled);
+
+  // A deadline already past: born cancelled, with the cause.
+  auto [past, cancel_past] = goro::with_deadline_cause(goro::background(), std::chrono::system_clock::now() - 1s,
+                                                       std::make_exception_ptr(std::runtime_error("expired")));
+  CHECK(past.err() == goro::errc::deadline_exceeded);
+  CHECK(what_of(goro::cause(past)) == "expired");
+
+  // The parent's earlier deadline wins: its cause (none) is what children see.
+  auto [short_parent, cancel_short] = goro::with_timeout(goro::background(), 5ms);
+  auto [long_child, cancel_long] = goro::with_timeout_cause(short_parent, 1h, timeout_cause);
+  long_child.done().recv();
+  CHECK(code_of(goro::cause(long_child)) == goro::errc::deadline_exceeded);
+  for (auto& c : {cancel_timed, cancel_below, cancel_past, cancel_short, cancel_long}) c();
+}
+
+// ---------------------------------------------------------------------------
+// after_func
+
+TEST_CASE("after_func: runs exactly once, in its own fiber, after cancel", "[context][after_func]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<int> runs{0};
+  std::atomic<bool> saw_done{false};
+  std::atomic<bool> own_fiber{false};
+  bool ran_before_cancel = true;
+  bool stop_after_run = true;
+  goro::run(
+      [&] {
+        auto [parent, cancel_parent] = goro::with_cancel(goro::background());
+        auto [ctx, cancel] = goro::with_cancel(parent);
+        goro::detail::Fiber* canceller = goro::detail::current_fiber();
+        goro::StopFunc stop = goro::after_func(ctx, [&, ctx = ctx] {
+          runs.fetch_add(1);
+          saw_done = ctx.err() == goro::errc::canceled && done_now(ctx);
+          goro::detail::Fiber* self = goro::detail::current_fiber();
+          own_fiber = self != nullptr && self != canceller;
+        });
+        goro::this_fiber::sleep_for(5ms);
+        ran_before_cancel = runs.load() != 0;
+        cancel();
+        cancel();         // idempotent
+        cancel_parent();  // reaches ctx again: already cancelled
+        CHECK(wait_until([&] { return runs.load() > 0; }));
+        goro::this_fiber::sleep_for(5ms);  // room for a wrong second run
+        stop_after_run = stop();
+      },
+      with_workers(workers));
+  CHECK_FALSE(ran_before_cancel);
+  CHECK(runs.load() == 1);
+  CHECK(saw_done.load());
+  CHECK(own_fiber.load());
+  CHECK_FALSE(stop_after_run);  // f already started
+}
+
+TEST_CASE("after_func: stop before cancel returns true and f never runs", "[context][after_func]") {
+  const std::size_t workers = GORO_WORKERS();
+  std::atomic<int> runs{0};
+  goro::run(
+      [&] {
+        auto [ctx, cancel] = goro::with_cancel(goro::background());
+        auto token = std::make_shared<int>(0);
+        std::weak_ptr<int> watch = token;
+        goro::StopFunc stop = goro::after_func(ctx, [&runs, token] { runs.fetch_add(1); });
+        token.reset();
+        goro::StopFunc copy = stop;
+        CHECK(stop());
+        CHECK(watch.expired());   // stop() releases f at once, while ctx lives on
+        CHECK_FALSE(copy());      // already stopped
+        CHECK_FALSE(stop());
+        cancel();
+        goro::this_fiber::sleep_for(20ms);  // a wrongly started f would have run by now
+        CHECK(runs.load() == 0);
+        CHECK_FALSE(stop());
+      },
+      with_workers(workers));
+  CHECK(runs.load() == 0);
+}
+
+TEST_CASE("after_func: stop after f started returns false and does not wait for f", "[context][after_func]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        auto [ctx, cancel] = goro::with_cancel(goro::background());
+        goro::Channel<int> started;
+        goro::Channel<int> release;
+        goro::Channel<int> finished(1);
+        goro::StopFunc stop = goro::after_func(ctx, [=]() mutable {
+          started.send(1);
+          release.recv();  // still running while stop() is called
+          finished.send(1);
+        });
+        cancel();
+        started.recv();
+        CHECK_FALSE(stop());
+        CHECK(finished.try_recv() == std::nullopt);  // stop() did not wait for it
+        release.send(1);
+        CHECK(finished.recv() == 1);
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("after_func: on an already-cancelled context, f starts at once", "[context][after_func]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        auto [ctx, cancel] = goro::with_cancel(goro::background());
+        cancel();
+        goro::Channel<int> ran(1);
+        goro::StopFunc stop = goro::after_func(goro::with_value(ctx, kUserId, 1), [ran]() mutable { ran.send(1); });
+        CHECK(ran.recv() == 1);
+        CHECK_FALSE(stop());
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("after_func: a deadline that passes runs f", "[context][after_func][deadline]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        auto [ctx, cancel] = goro::with_timeout(goro::background(), 5ms);
+        goro::Channel<std::error_code> seen(1);
+        goro::after_func(ctx, [ctx = ctx, seen]() mutable { seen.send(ctx.err()); });
+        CHECK(seen.recv() == goro::errc::deadline_exceeded);
+        cancel();
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("after_func: registrations are released when a never-cancelled context is destroyed",
+          "[context][after_func][leak]") {
+  auto [parent, cancel_parent] = goro::with_cancel(goro::background());
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = token;
+  std::atomic<int> runs{0};
+  goro::StopFunc kept;
+  {
+    auto [ctx, cancel] = goro::with_cancel(parent);
+    auto [grandchild, cancel_grandchild] = goro::with_cancel(goro::with_value(ctx, kUserId, 1));
+    kept = goro::after_func(grandchild, [&runs, token] { runs.fetch_add(1); });
+    for (int i = 0; i < 100; ++i) goro::after_func(ctx, [&runs, token] { runs.fetch_add(1); });
+    token.reset();
+    CHECK_FALSE(watch.expired());  // held by the registrations
+  }  // both contexts and their CancelFuncs dropped, never cancelled
+  CHECK(watch.expired());  // every f released although `kept` still holds its registration
+  CHECK(children_of(parent) == 0);
+  cancel_parent();
+  CHECK(kept());  // f was stopped from running (it never will)
+  CHECK_FALSE(kept());
+  goro::this_fiber::sleep_for(10ms);
+  CHECK(runs.load() == 0);
+
+  // A context that can never be done drops f at once.
+  auto token2 = std::make_shared<int>(0);
+  std::weak_ptr<int> watch2 = token2;
+  goro::StopFunc never = goro::after_func(goro::without_cancel(goro::background()), [token2] {});
+  token2.reset();
+  CHECK(watch2.expired());
+  CHECK(never());
+  CHECK_FALSE(never());
+}
+
+TEST_CASE("after_func: without a runtime f runs on its own thread", "[context][after_func][threads]") {
+  auto [ctx, cancel] = goro::with_cancel(goro::background());
+  std::atomic<int> runs{0};
+  std::atomic<bool> other_thread{false};
+  const auto me = std::this_thread::get_id();
+  goro::after_func(ctx, [&] {
+    other_thread = std::this_thread::get_id() != me;
+    runs.fetch_add(1);
+  });
+  cancel();
+  CHECK(wait_until([&] { return runs.load() > 0; }));
+  CHECK(other_thread.load());
+
+  // Fired by goro's timer thread, with no runtime: still its own thread.
+  auto [timed, cancel_timed] = goro::with_timeout(goro::background(), 2ms);
+  goro::after_func(timed, [&] { runs.fetch_add(1); });
+  CHECK(wait_until([&] { return runs.load() == 2; }));
+  goro::this_fiber::sleep_for(5ms);
+  CHECK(runs.load() == 2);
+  cancel_timed();
+}
+
+TEST_CASE("after_func: stop racing cancel: each f either stopped or run, never both", "[context][after_func]") {
+  // Each round releases a plain thread that cancels while this fiber stops
+  // the same functions, so some stops land before, some during and some
+  // after the cancel. Every function must be counted exactly once.
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(scaled(200, 100, 20));
+  const int per_round = 8;
+  std::atomic<int> ran{0};
+  int stopped = 0;
+  goro::run(
+      [&] {
+        for (int r = 0; r < rounds; ++r) {
+          auto [ctx, cancel] = goro::with_cancel(goro::background());
+          std::vector<goro::StopFunc> stops;
+          std::vector<goro::Context> children;  // half the functions hang one level down
+          for (int i = 0; i < per_round; ++i) {
+            if (i % 2) children.push_back(goro::with_cancel(ctx).first);
+            stops.push_back(goro::after_func(i % 2 ? children.back() : ctx, [&ran] { ran.fetch_add(1); }));
+          }
+          std::atomic<bool> ready{false};
+          std::atomic<bool> go{false};
+          std::thread canceller([&ready, &go, c = cancel] {
+            ready = true;
+            while (!go.load()) {
+            }
+            c();
+          });
+          while (!ready.load()) std::this_thread::yield();
+          go = true;
+          // Stop 0 to 180 us after the cancel starts: without delay the
+          // stops mostly win, with the longer delays f has mostly started.
+          auto start_stopping = std::chrono::steady_clock::now() + std::chrono::microseconds(r % 10 * 20);
+          while (std::chrono::steady_clock::now() < start_stopping) {
+          }
+          for (auto& stop : stops) stopped += stop();
+          canceller.join();
+        }
+        CHECK(wait_until([&] { return ran.load() + stopped >= rounds * per_round; }));
+        goro::this_fiber::sleep_for(5ms);  // room for a wrong extra run
+      },
+      with_threads(workers));
+  CHECK(ran.load() + stopped == rounds * per_round);
+}
+
+TEST_CASE("after_func: an empty function throws std::invalid_argument", "[context][after_func][misuse]") {
+  auto [ctx, cancel] = goro::with_cancel(goro::background());
+  CHECK_THROWS_AS(goro::after_func(ctx, std::function<void()>()), std::invalid_argument);
+  CHECK_THROWS_WITH(goro::after_func(ctx, nullptr), Catch::Contains("goro::after_func"));
+  goro::StopFunc none;
+  CHECK_FALSE(none());
+  cancel();
+}
+
+TEST_CASE("after_func: an exception escaping f reaches run()", "[context][after_func]") {
+  CHECK_THROWS_WITH(goro::run(
+                        [] {
+                          auto [ctx, cancel] = goro::with_cancel(goro::background());
+                          goro::after_func(ctx, [] { throw std::runtime_error("from after_func"); });
+                          cancel();
+                          goro::Channel<int> never;
+                          never.recv();
+                        },
+                        with_workers(2)),
+                    "from after_func");
 }

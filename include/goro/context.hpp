@@ -17,14 +17,23 @@
 // its own and its parent's. Deadlines use the runtime's timers (no thread
 // per context); they fire whether or not a runtime is running.
 //
-// Thread-safety: every member of Context, and every CancelFunc, is safe from
-// any fiber or thread, concurrently.
+// Go 1.20/1.21's additions are here too: with_cancel_cause() and cause()
+// say *why* a context was cancelled, after_func() runs a function once a
+// context is done, and without_cancel() keeps values but drops cancellation.
+//
+// Thread-safety: every member of Context, and every CancelFunc,
+// CancelCauseFunc and StopFunc, is safe from any fiber or thread,
+// concurrently.
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -203,6 +212,125 @@ std::pair<Context, CancelFunc> with_timeout(const Context& parent, std::chrono::
 template <class V>
 Context with_value(const Context& parent, const ContextKey<V>& key, std::type_identity_t<V> value);
 
+// without_cancel() returns a child of `parent` that keeps its values but is
+// never cancelled and has no deadline: done() is the nil channel, err() is
+// always {}, and cancelling `parent` does not reach it or its descendants
+// (Go's context.WithoutCancel). Use it for work that must finish after the
+// request that started it ends, such as writing an audit log.
+Context without_cancel(const Context& parent);
+
+// ---------------------------------------------------------------------------
+// Causes: why a context was cancelled (Go's WithCancelCause and Cause).
+//
+// A cause is a std::exception_ptr, not a std::error_code. Go's cause is an
+// `error`: any value, with its own type and message, that callers inspect
+// with errors.Is/As. In C++ that is an exception object: it carries any
+// type and message, is caught by type, and can be rethrown as is
+// (std::rethrow_exception(goro::cause(ctx))). err() stays the error_code
+// Go's Err() is; the cause is the richer, optional companion. An
+// std::error_code may still be passed: it becomes an std::system_error.
+
+// CancelCauseFunc cancels its context, like CancelFunc, and records why.
+// Only the first call, or the first cancellation from any source, counts:
+// later causes are ignored. A null cause (or an empty error_code) records
+// none, and cause() then reports err(). Copyable; a default-constructed
+// CancelCauseFunc does nothing.
+//
+// Thread-safety: safe from any fiber or thread, concurrently.
+class CancelCauseFunc {
+ public:
+  CancelCauseFunc() noexcept = default;
+  explicit CancelCauseFunc(std::shared_ptr<detail::CancelNode> node) noexcept : node_(std::move(node)) {}
+
+  // cancel(cause) cancels with errc::canceled and records `cause`.
+  void operator()(std::exception_ptr cause = nullptr) const;
+  // cancel(code) records std::system_error(code) as the cause ({}: none).
+  void operator()(std::error_code code) const;
+  // cancel(exception) records a copy of any exception object, so
+  // cancel(std::runtime_error("shutting down")) works.
+  template <class E>
+    requires std::derived_from<std::remove_cvref_t<E>, std::exception>
+  void operator()(E&& cause) const {
+    (*this)(std::make_exception_ptr(std::forward<E>(cause)));
+  }
+
+ private:
+  std::shared_ptr<detail::CancelNode> node_;
+};
+
+// with_cancel_cause() is with_cancel() whose cancel function records a
+// cause (Go's context.WithCancelCause).
+std::pair<Context, CancelCauseFunc> with_cancel_cause(const Context& parent);
+
+// cause() is why `ctx` was cancelled (Go's context.Cause):
+//   - null while ctx is live (and always for background() and without_cancel());
+//   - the cause given to the CancelCauseFunc (or the with_deadline_cause
+//     cause) of the context whose cancellation reached ctx: descendants get
+//     their ancestor's cause;
+//   - otherwise, an std::system_error whose code() is ctx.err(), so a cause
+//     can always be rethrown and inspected the same way.
+std::exception_ptr cause(const Context& ctx);
+
+// with_deadline_cause() is with_deadline() that records `cause` when the
+// deadline passes (Go's context.WithDeadlineCause). err() is still
+// errc::deadline_exceeded; the CancelFunc still cancels without a cause.
+template <class Clock, class Duration>
+std::pair<Context, CancelFunc> with_deadline_cause(const Context& parent,
+                                                   const std::chrono::time_point<Clock, Duration>& when,
+                                                   std::exception_ptr cause);
+
+// with_timeout_cause() is with_deadline_cause(parent, now + timeout, cause)
+// (Go's context.WithTimeoutCause).
+template <class Rep, class Period>
+std::pair<Context, CancelFunc> with_timeout_cause(const Context& parent, std::chrono::duration<Rep, Period> timeout,
+                                                  std::exception_ptr cause);
+
+// ---------------------------------------------------------------------------
+// after_func (Go's context.AfterFunc).
+
+// StopFunc unregisters an after_func() function. `stop()` returns true if it
+// stopped the function from being run: the context was not done yet (or was
+// destroyed without being cancelled) and this is the first stop. It returns
+// false if the function has already been started, or already stopped. It
+// does not wait for a started function to finish; coordinate with it
+// yourself if you need that. Copyable (copies share the registration); a
+// default-constructed StopFunc returns false.
+//
+// Thread-safety: safe from any fiber or thread, concurrently.
+class StopFunc {
+ public:
+  StopFunc() noexcept = default;
+  explicit StopFunc(std::shared_ptr<detail::AfterFuncEntry> entry) noexcept : entry_(std::move(entry)) {}
+
+  bool operator()() const noexcept;
+
+ private:
+  std::shared_ptr<detail::AfterFuncEntry> entry_;
+};
+
+// after_func() arranges for `f` to run once, in its own fiber, after `ctx`
+// is done (cancelled, or its deadline passed); if ctx is already done, f is
+// started right away. Several after_func() calls on one context run
+// independently.
+//
+// Where f runs: in a new fiber when a runtime is running (whoever cancels,
+// fiber, plain thread or goro's timer thread, only spawns it); otherwise,
+// or while the runtime is shutting down, on a new detached std::thread, so
+// a context cancelled outside goro::run still runs its functions. An
+// exception escaping f behaves as in any fiber (run() rethrows it), or, on
+// such a thread, as in std::thread (std::terminate). Only if neither a fiber
+// nor a thread can be created does f run on the canceller, inside cancel().
+//
+// Lifetime: the registration does not keep ctx alive. If ctx is destroyed
+// without being cancelled, f is destroyed without running. But f itself
+// must not hold ctx (or a descendant) if ctx may never be cancelled: that
+// would keep ctx alive through its own registration until stop() is called.
+// For a context that can never be done (background(), without_cancel()), f
+// is dropped at once.
+//
+// Throws std::invalid_argument if f is empty.
+StopFunc after_func(const Context& ctx, std::function<void()> f);
+
 // ---------------------------------------------------------------------------
 
 inline RecvChannel<Unit> Context::done() const {
@@ -230,8 +358,9 @@ const V* Context::value(const ContextKey<V>& key) const noexcept {
 
 namespace detail {
 
-inline std::pair<Context, CancelFunc> make_cancel_context(const Context& parent, std::int64_t deadline_ns) {
-  std::shared_ptr<CancelNode> node = CancelNode::make(parent.node(), deadline_ns);
+inline std::pair<Context, CancelFunc> make_cancel_context(const Context& parent, std::int64_t deadline_ns,
+                                                         std::exception_ptr deadline_cause = nullptr) {
+  std::shared_ptr<CancelNode> node = CancelNode::make(parent.node(), deadline_ns, std::move(deadline_cause));
   CancelFunc cancel(node);
   return {Context(std::move(node)), std::move(cancel)};
 }
@@ -254,6 +383,19 @@ inline std::int64_t deadline_from_now(std::chrono::nanoseconds d) noexcept {
   return now + d.count();
 }
 
+// deadline_ns_of() converts a time_point on any clock to steady-clock
+// nanoseconds; other clocks are converted once, now.
+template <class Clock, class Duration>
+std::int64_t deadline_ns_of(const std::chrono::time_point<Clock, Duration>& when) noexcept {
+  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+    auto since_epoch = to_ns_saturated(when.time_since_epoch());
+    return since_epoch.count() >= kNoDeadline ? kNoDeadline - 1 : since_epoch.count();
+  } else {
+    auto now = Clock::now();
+    return when <= now ? now_ns() : deadline_from_now(to_ns_saturated(when - now));
+  }
+}
+
 }  // namespace detail
 
 inline std::pair<Context, CancelFunc> with_cancel(const Context& parent) {
@@ -263,15 +405,7 @@ inline std::pair<Context, CancelFunc> with_cancel(const Context& parent) {
 template <class Clock, class Duration>
 std::pair<Context, CancelFunc> with_deadline(const Context& parent,
                                              const std::chrono::time_point<Clock, Duration>& when) {
-  std::int64_t deadline_ns;
-  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-    auto since_epoch = detail::to_ns_saturated(when.time_since_epoch());
-    deadline_ns = since_epoch.count() >= detail::kNoDeadline ? detail::kNoDeadline - 1 : since_epoch.count();
-  } else {
-    auto now = Clock::now();
-    deadline_ns = when <= now ? detail::now_ns() : detail::deadline_from_now(detail::to_ns_saturated(when - now));
-  }
-  return detail::make_cancel_context(parent, deadline_ns);
+  return detail::make_cancel_context(parent, detail::deadline_ns_of(when));
 }
 
 template <class Rep, class Period>
@@ -282,6 +416,89 @@ std::pair<Context, CancelFunc> with_timeout(const Context& parent, std::chrono::
 template <class V>
 Context with_value(const Context& parent, const ContextKey<V>& key, std::type_identity_t<V> value) {
   return Context(std::make_shared<detail::ValueNode<V>>(parent.node(), &key, std::move(value)));
+}
+
+inline Context without_cancel(const Context& parent) {
+  return Context(detail::detached_node(parent.node()));
+}
+
+// ---------------------------------------------------------------------------
+// Causes
+
+namespace detail {
+
+// The cause() of a context cancelled without one: an std::system_error for
+// its err(), made once per error so every call returns the same object.
+inline const std::exception_ptr& error_as_cause(CancelReason r) {
+  static const auto* canceled = new std::exception_ptr(
+      std::make_exception_ptr(std::system_error(make_error_code(errc::canceled))));
+  static const auto* deadline = new std::exception_ptr(
+      std::make_exception_ptr(std::system_error(make_error_code(errc::deadline_exceeded))));
+  return r == CancelReason::deadline_exceeded ? *deadline : *canceled;
+}
+
+}  // namespace detail
+
+inline void CancelCauseFunc::operator()(std::exception_ptr cause) const {
+  if (node_) node_->cancel(detail::CancelReason::canceled, cause);
+}
+
+inline void CancelCauseFunc::operator()(std::error_code code) const {
+  (*this)(code ? std::make_exception_ptr(std::system_error(code)) : std::exception_ptr());
+}
+
+inline std::pair<Context, CancelCauseFunc> with_cancel_cause(const Context& parent) {
+  std::shared_ptr<detail::CancelNode> node = detail::CancelNode::make(parent.node(), detail::kNoDeadline);
+  CancelCauseFunc cancel(node);
+  return {Context(std::move(node)), std::move(cancel)};
+}
+
+inline std::exception_ptr cause(const Context& ctx) {
+  detail::CancelNode* c = ctx.node()->canceller;
+  if (!c) return nullptr;
+  detail::CancelReason r = c->reason();
+  if (r == detail::CancelReason::none) return nullptr;
+  std::exception_ptr given = c->cause();
+  return given ? given : detail::error_as_cause(r);
+}
+
+template <class Clock, class Duration>
+std::pair<Context, CancelFunc> with_deadline_cause(const Context& parent,
+                                                   const std::chrono::time_point<Clock, Duration>& when,
+                                                   std::exception_ptr cause) {
+  return detail::make_cancel_context(parent, detail::deadline_ns_of(when), std::move(cause));
+}
+
+template <class Rep, class Period>
+std::pair<Context, CancelFunc> with_timeout_cause(const Context& parent, std::chrono::duration<Rep, Period> timeout,
+                                                  std::exception_ptr cause) {
+  return detail::make_cancel_context(parent, detail::deadline_from_now(detail::to_ns_saturated(timeout)),
+                                     std::move(cause));
+}
+
+// ---------------------------------------------------------------------------
+// after_func
+
+inline bool StopFunc::operator()() const noexcept {
+  if (!entry_ || !entry_->claim_stop()) return false;
+  if (std::shared_ptr<detail::CancelNode> owner = entry_->owner.lock()) owner->remove_after_func(entry_.get());
+  return true;
+}
+
+inline StopFunc after_func(const Context& ctx, std::function<void()> f) {
+  if (!f) throw std::invalid_argument("goro::after_func: f is an empty std::function");
+  auto entry = std::make_shared<detail::AfterFuncEntry>(std::move(f));
+  detail::CancelNode* c = ctx.node()->canceller;
+  if (!c) {  // never done: f can never run
+    entry->claim(detail::AfterFuncEntry::State::released);
+    entry->fn = nullptr;
+    return StopFunc(std::move(entry));
+  }
+  entry->owner = c->weak_from_this();
+  if (!c->add_after_func(entry) && entry->claim(detail::AfterFuncEntry::State::started)) {
+    detail::launch_after_func(std::move(entry->fn));  // already done: start it now
+  }
+  return StopFunc(std::move(entry));
 }
 
 }  // namespace goro

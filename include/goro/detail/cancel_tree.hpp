@@ -22,6 +22,19 @@
 // cancellation unlinks itself from its parent, and so does a node that is
 // destroyed, so a long-lived parent does not accumulate dead children.
 //
+// Causes (Go's WithCancelCause). A cancellation carries an optional cause,
+// an exception_ptr written once under `lock_` before `err_` is published, so
+// whoever reads err_ != none may read `cause_`. The work list hands each
+// child the same cause, and a child born under a cancelled parent copies the
+// parent's. A node made by with_deadline_cause keeps `deadline_cause_` for
+// its own timer to pass on.
+//
+// AfterFunc. Each CancelNode also has an intrusive list of AfterFuncEntry
+// (after_func.hpp). cancel_one() detaches the list with the children, in the
+// same critical section, and launches the entries after releasing the lock;
+// a destroyed node releases its entries, so a context that is never
+// cancelled does not keep its callbacks alive.
+//
 // Deadlines. A node whose deadline is earlier than its parent's owns a
 // TimerNode on the runtime's timer heap (no thread per context). While
 // queued, the heap holds a reference to the node (`timer_ref_`), released
@@ -30,15 +43,18 @@
 //
 // Locks. Each CancelNode's `lock_` guards its children list, the link fields
 // of those children (`prev_sibling_`, `next_sibling_`, `linked_`), its
-// waiters and the creation of its done channel. Lock order: a node's lock may
-// be held while taking the timer heap's lock or a fresh channel's lock; a
-// parent's lock is never taken while a child's is held, and vice versa (the
-// cancel work list takes them one at a time). No lock is held across park().
+// waiters, its after-func list (until cancel_one() detaches it) and the
+// creation of its done channel. Lock order: a node's lock may be held while
+// taking the timer heap's lock or a fresh channel's lock; a parent's lock is
+// never taken while a child's is held, and vice versa (the cancel work list
+// takes them one at a time). No lock is held across park(), and after-func
+// functions are launched with no lock held.
 #pragma once
 
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -47,6 +63,7 @@
 
 #include "../channel.hpp"
 #include "../unit.hpp"
+#include "after_func.hpp"
 #include "config.hpp"
 #include "parker.hpp"
 #include "spin_lock.hpp"
@@ -101,25 +118,40 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
   // make() creates a node under `parent` and registers it with the parent's
   // canceller (born cancelled if that one already is). `deadline_ns` is this
   // node's own deadline (kNoDeadline: none); a timer is armed only if it is
-  // earlier than the inherited one.
-  static std::shared_ptr<CancelNode> make(std::shared_ptr<ContextNode> parent, std::int64_t deadline_ns);
+  // earlier than the inherited one. `deadline_cause` is the cause the timer
+  // cancels with (null: none).
+  static std::shared_ptr<CancelNode> make(std::shared_ptr<ContextNode> parent, std::int64_t deadline_ns,
+                                          std::exception_ptr deadline_cause = nullptr);
 
   explicit CancelNode(std::shared_ptr<ContextNode> parent_node) noexcept
       : ContextNode(std::move(parent_node)) {
     canceller = this;
   }
-  ~CancelNode() override { unlink_from_parent(); }
+  ~CancelNode() override {
+    unlink_from_parent();
+    release_after_funcs();
+  }
 
   CancelReason reason() const noexcept { return err_.load(std::memory_order_acquire); }
-  // cancel() cancels this node and every descendant with `why` (a no-op if
-  // it is already cancelled) and unlinks it from its parent.
-  void cancel(CancelReason why);
+  // cause() is the cause this node was cancelled with; null while live or
+  // when cancelled without one.
+  std::exception_ptr cause() const noexcept {
+    return reason() == CancelReason::none ? nullptr : cause_;
+  }
+  // cancel() cancels this node and every descendant with `why` and `cause`
+  // (a no-op if it is already cancelled) and unlinks it from its parent.
+  void cancel(CancelReason why, const std::exception_ptr& cause = nullptr);
   // done_channel() is the channel closed on cancellation, made on first use.
   RecvChannel<Unit> done_channel();
   // add_waiter() queues `n` to be claimed (WakeReason::signaled) on
   // cancellation; false, queueing nothing, if the node is already cancelled.
   bool add_waiter(WaitList::Node* n);
   void remove_waiter(WaitList::Node* n) noexcept;
+  // add_after_func() links `e` (taking the list's reference); false, linking
+  // nothing, if the node is already cancelled.
+  bool add_after_func(const std::shared_ptr<AfterFuncEntry>& e);
+  // remove_after_func() unlinks `e` if it is still linked.
+  void remove_after_func(AfterFuncEntry* e) noexcept;
 
   // For tests and benchmarks: the number of linked children.
   std::size_t child_count() noexcept {
@@ -135,13 +167,18 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
     CancelNode* owner = nullptr;
   };
 
-  bool cancel_one(CancelReason why, std::vector<std::shared_ptr<CancelNode>>& work);
+  bool cancel_one(CancelReason why, const std::exception_ptr& cause,
+                  std::vector<std::shared_ptr<CancelNode>>& work);
   void arm_timer(std::int64_t when);
   void unlink_from_parent() noexcept;
+  static void launch_after_funcs(AfterFuncEntry* list) noexcept;
+  void release_after_funcs() noexcept;
   static const Channel<Unit>& closed_channel();
 
   SpinLock lock_;
   std::atomic<CancelReason> err_{CancelReason::none};
+  std::exception_ptr cause_;           // written once under lock_, before err_
+  std::exception_ptr deadline_cause_;  // set before the timer is armed; read by it
   CancelNode* parent_canceller_ = nullptr;  // the node we are registered with; alive via `parent`
 
   // Children, guarded by lock_.
@@ -157,6 +194,7 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
   Channel<Unit> done_ = nullptr;
 
   WaitList waiters_;  // guarded by lock_
+  AfterFuncEntry* first_after_ = nullptr;  // guarded by lock_; detached by cancel_one()
 
   DeadlineTimer timer_;
   std::shared_ptr<CancelNode> timer_ref_;  // the heap's reference while the timer is queued
@@ -218,19 +256,32 @@ inline const std::shared_ptr<ContextNode>& background_node() {
   return *root;
 }
 
+// detached_node() is WithoutCancel's node: it keeps the parent (so values
+// are found through it) but has no canceller and no deadline, so nothing
+// above can cancel what hangs below it.
+inline std::shared_ptr<ContextNode> detached_node(std::shared_ptr<ContextNode> parent) {
+  auto node = std::make_shared<ContextNode>(std::move(parent));
+  node->canceller = nullptr;
+  node->deadline_ns = kNoDeadline;
+  return node;
+}
+
 // ---------------------------------------------------------------------------
 // CancelNode
 
 inline std::shared_ptr<CancelNode> CancelNode::make(std::shared_ptr<ContextNode> parent,
-                                                    std::int64_t deadline_ns) {
+                                                    std::int64_t deadline_ns,
+                                                    std::exception_ptr deadline_cause) {
   auto node = std::make_shared<CancelNode>(std::move(parent));
+  node->deadline_cause_ = std::move(deadline_cause);
   ContextNode* p = node->parent.get();
   if (CancelNode* pc = p->canceller) {
     node->parent_canceller_ = pc;
     std::lock_guard guard(pc->lock_);
     CancelReason r = pc->err_.load(std::memory_order_relaxed);
     if (r != CancelReason::none) {
-      node->err_.store(r, std::memory_order_relaxed);  // born cancelled, like Go's propagateCancel
+      node->cause_ = pc->cause_;  // born cancelled, like Go's propagateCancel
+      node->err_.store(r, std::memory_order_relaxed);
     } else {
       node->next_sibling_ = pc->first_child_;
       if (pc->first_child_) pc->first_child_->prev_sibling_ = node.get();
@@ -242,7 +293,7 @@ inline std::shared_ptr<CancelNode> CancelNode::make(std::shared_ptr<ContextNode>
   if (deadline_ns < node->deadline_ns) {
     node->deadline_ns = deadline_ns;
     if (deadline_ns <= now_ns()) {
-      node->cancel(CancelReason::deadline_exceeded);
+      node->cancel(CancelReason::deadline_exceeded, node->deadline_cause_);
     } else if (node->reason() == CancelReason::none) {
       node->arm_timer(deadline_ns);
     }
@@ -260,7 +311,7 @@ inline void CancelNode::arm_timer(std::int64_t when) {
   timer_.node.run_later = [](TimerNode* n) {
     CancelNode* self = reinterpret_cast<DeadlineTimer*>(n)->owner;
     std::shared_ptr<CancelNode> ref = std::move(self->timer_ref_);  // the heap's reference, now ours
-    ref->cancel(CancelReason::deadline_exceeded);
+    ref->cancel(CancelReason::deadline_exceeded, ref->deadline_cause_);
   };
   timer_ref_ = shared_from_this();
   timer_armed_.store(true, std::memory_order_seq_cst);
@@ -272,25 +323,28 @@ inline void CancelNode::arm_timer(std::int64_t when) {
   }
 }
 
-inline void CancelNode::cancel(CancelReason why) {
+inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause) {
   std::vector<std::shared_ptr<CancelNode>> work;
-  if (!cancel_one(why, work)) return;
+  if (!cancel_one(why, cause, work)) return;
   unlink_from_parent();
   while (!work.empty()) {
     std::shared_ptr<CancelNode> child = std::move(work.back());
     work.pop_back();
-    child->cancel_one(why, work);
+    child->cancel_one(why, cause, work);
   }
 }
 
-inline bool CancelNode::cancel_one(CancelReason why, std::vector<std::shared_ptr<CancelNode>>& work) {
+inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& cause,
+                                   std::vector<std::shared_ptr<CancelNode>>& work) {
   WakeList wake;  // declared first: unparks after lock_ is released
   Channel<Unit> done = nullptr;
   std::shared_ptr<CancelNode> timer_ref;  // dropped last; the caller holds another reference
+  AfterFuncEntry* afters;
   {
     std::lock_guard guard(lock_);
     if (err_.load(std::memory_order_relaxed) != CancelReason::none) return false;
     work.reserve(work.size() + child_count_);
+    cause_ = cause;
     err_.store(why, std::memory_order_seq_cst);
     for (CancelNode* c = first_child_; c; c = c->next_sibling_) {
       c->linked_ = false;
@@ -302,8 +356,10 @@ inline bool CancelNode::cancel_one(CancelReason why, std::vector<std::shared_ptr
     child_count_ = 0;
     waiters_.claim_all(wake);
     if (has_done_.load(std::memory_order_relaxed)) done = done_;
+    afters = std::exchange(first_after_, nullptr);  // ours now: see remove_after_func()
   }
   if (done) done.close();
+  launch_after_funcs(afters);  // after done is closed: f sees the context done
   if (timer_armed_.load(std::memory_order_seq_cst) && timers().remove(&timer_.node)) {
     timer_ref = std::move(timer_ref_);
   }
@@ -344,6 +400,48 @@ inline RecvChannel<Unit> CancelNode::done_channel() {
     has_done_.store(true, std::memory_order_release);
   }
   return done_;
+}
+
+inline bool CancelNode::add_after_func(const std::shared_ptr<AfterFuncEntry>& e) {
+  std::lock_guard guard(lock_);
+  if (err_.load(std::memory_order_relaxed) != CancelReason::none) return false;
+  e->next = first_after_;
+  if (first_after_) first_after_->prev = e.get();
+  first_after_ = e.get();
+  e->self = e;
+  return true;
+}
+
+inline void CancelNode::remove_after_func(AfterFuncEntry* e) noexcept {
+  std::shared_ptr<AfterFuncEntry> list_ref;  // dropped after the lock
+  std::lock_guard guard(lock_);
+  // Once cancelled, the list belongs to the cancelling thread, which walks
+  // it without the lock: leave the links alone.
+  if (err_.load(std::memory_order_relaxed) != CancelReason::none || !e->self) return;
+  if (e->prev) e->prev->next = e->next; else first_after_ = e->next;
+  if (e->next) e->next->prev = e->prev;
+  e->prev = e->next = nullptr;
+  list_ref = std::move(e->self);
+}
+
+// launch_after_funcs() runs the entries of a list detached by cancel_one().
+inline void CancelNode::launch_after_funcs(AfterFuncEntry* list) noexcept {
+  while (list) {
+    std::shared_ptr<AfterFuncEntry> e = std::move(list->self);
+    list = list->next;
+    if (e->claim(AfterFuncEntry::State::started)) launch_after_func(std::move(e->fn));
+  }
+}
+
+// release_after_funcs() drops the entries of a node destroyed uncancelled:
+// their functions can never run. Nothing else can reach the list any more
+// (a StopFunc only reaches it through a weak_ptr, now expired).
+inline void CancelNode::release_after_funcs() noexcept {
+  while (AfterFuncEntry* e = first_after_) {
+    first_after_ = e->next;
+    std::shared_ptr<AfterFuncEntry> list_ref = std::move(e->self);
+    if (e->claim(AfterFuncEntry::State::released)) e->fn = nullptr;
+  }
 }
 
 inline bool CancelNode::add_waiter(WaitList::Node* n) {
