@@ -1,7 +1,8 @@
-// Fiber: one goroutine. The control block lives at the top of the fiber's own
-// stack, with the user's callable just below it, so spawning costs no heap
-// allocation and a parked fiber's whole footprint is the stack pages it
-// touched.
+// Fiber: one goroutine. Its control block lives in a fiber block (see
+// fiber_block.hpp) with the user's callable right behind it when that fits,
+// so spawning costs no heap allocation and touches no stack page; the stack,
+// reserved at spawn, is first touched when the fiber first runs. A parked
+// fiber's footprint is that block plus the stack pages it touched.
 #pragma once
 
 #include <atomic>
@@ -48,7 +49,7 @@ struct Fiber {
   bool is_main = false;
 
   // The callable: `invoke` runs it, `destroy` destroys it (it sits at
-  // `callable`, on this stack or, if it is large, on the heap).
+  // `callable`, in this fiber's block or, if it is large, on the heap).
   void* callable = nullptr;
   void (*invoke)(void* callable) = nullptr;
   void (*destroy)(void* callable, bool on_heap) noexcept = nullptr;

@@ -56,6 +56,7 @@
 #include "config.hpp"
 #include "execution_context.hpp"
 #include "fiber.hpp"
+#include "fiber_block.hpp"
 #include "futex.hpp"
 #include "overflow.hpp"
 #include "parker.hpp"
@@ -116,6 +117,7 @@ struct Handoff {
 
 struct alignas(64) Worker {
   static constexpr std::size_t kStackCache = 256;
+  static constexpr std::size_t kBlockCache = 256;
 
   Runtime* rt = nullptr;
   std::uint32_t index = 0;
@@ -132,6 +134,7 @@ struct alignas(64) Worker {
   Worker* next_idle = nullptr;  // guarded by Runtime::idle_mutex_
   bool idle = false;            // guarded by Runtime::idle_mutex_
   std::vector<Stack> stack_cache;
+  FiberBlockList block_cache;  // free fiber blocks, LIFO
   std::vector<Fiber*> seeded;  // deterministic mode: the run queue, picked from by the seed
   AltSignalStack alt_stack;
   std::thread thread;
@@ -219,8 +222,11 @@ class Runtime {
   void land(fctx::transfer_t t) noexcept;
   void switch_away(Fiber* self, SwitchAction action, ParkCommit commit = {}) noexcept;
   void release_fiber(Worker* w, Fiber* f) noexcept;
-  Stack take_stack();
-  void register_fiber(Fiber* f) noexcept;
+  Stack take_stack(Worker* w);
+  void* take_block(Worker* w);
+  void release_block(Worker* w, void* block) noexcept;
+  void give_stack(Worker* w, Fiber* f) noexcept;
+  void register_fiber(Fiber* f, Worker* w) noexcept;
   void unregister_fiber(Fiber* f) noexcept;
   void fail(std::exception_ptr e) noexcept;
   void unwind_all() noexcept;
@@ -427,8 +433,10 @@ inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(
 inline Runtime::~Runtime() {
   for (auto& w : workers_) {
     for (Stack& s : w->stack_cache) StackPool::instance().release(s);
+    FiberBlockPool::instance().give_back(w->block_cache, w->block_cache.size());
   }
   StackPool::instance().scavenge();
+  FiberBlockPool::instance().trim();
   std::lock_guard guard(g_runtime_entry);
   g_runtime.store(nullptr, std::memory_order_release);
 }
@@ -557,26 +565,26 @@ inline std::string Runtime::describe_blocked(bool include_main, std::size_t* cou
 template <class Fn>
 Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
   using Callable = std::decay_t<Fn>;
-  Stack stack = take_stack();
-#if GORO_ASAN
-  // A pooled stack keeps the poisoned redzones of the frames its last fiber
-  // never returned from.
-  __asan_unpoison_memory_region(stack.base, stack.size);
-#endif
-  char* top = stack.top();
-  // Control block at the very top, callable below it, the stack below that.
-  char* fiber_at = reinterpret_cast<char*>(
-      (reinterpret_cast<std::uintptr_t>(top) - sizeof(Fiber)) & ~std::uintptr_t{63});
-  Fiber* f = new (fiber_at) Fiber(stack, next_id_.fetch_add(1, std::memory_order_relaxed));
-  char* stack_end = fiber_at;
-  constexpr bool kFitsOnStack = sizeof(Callable) <= 1024;
+  // The control block and a small callable share one fiber block; the stack
+  // is reserved now (so running out of stacks fails here) but first touched
+  // when the fiber first runs (give_stack).
+  constexpr std::size_t kHeader = (sizeof(Fiber) + 15) & ~std::size_t{15};
+  constexpr bool kInline = sizeof(Callable) <= kFiberBlockSize - kHeader && alignof(Callable) <= 16;
+  static_assert(kHeader + 64 <= kFiberBlockSize, "a fiber block must leave room for a callable");
+  Worker* w = current_worker();
+  if (w && w->rt != this) w = nullptr;
+  void* block = take_block(w);
+  Stack stack;
   try {
-    if constexpr (kFitsOnStack) {
-      char* at = reinterpret_cast<char*>(
-          (reinterpret_cast<std::uintptr_t>(fiber_at) - sizeof(Callable)) &
-          ~(std::uintptr_t{alignof(Callable) < 16 ? 16 : alignof(Callable)} - 1));
-      f->callable = new (at) Callable(std::forward<Fn>(fn));
-      stack_end = at;
+    stack = take_stack(w);
+  } catch (...) {
+    release_block(w, block);
+    throw;
+  }
+  Fiber* f = new (block) Fiber(stack, next_id_.fetch_add(1, std::memory_order_relaxed));
+  try {
+    if constexpr (kInline) {
+      f->callable = new (static_cast<char*>(block) + kHeader) Callable(std::forward<Fn>(fn));
     } else {
       f->callable = new Callable(std::forward<Fn>(fn));
       f->callable_on_heap = true;
@@ -584,6 +592,7 @@ Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
   } catch (...) {
     f->~Fiber();
     StackPool::instance().release(stack);
+    release_block(w, block);
     throw;
   }
   f->invoke = [](void* c) { (*static_cast<Callable*>(c))(); };
@@ -592,17 +601,28 @@ Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
     else static_cast<Callable*>(c)->~Callable();
   };
   f->is_main = is_main;
-  // 16-byte aligned stack below the callable.
-  std::size_t usable = static_cast<std::size_t>(stack_end - stack.base) & ~std::size_t{15};
-  f->ctx.make(stack.base, usable, &Runtime::fiber_entry);
-  register_fiber(f);
-  make_runnable(f);
+  register_fiber(f, w);
+  make_runnable(f, w);
   return f;
 }
 
-inline Stack Runtime::take_stack() {
-  Worker* w = current_worker();
-  if (!w || w->rt != this) return StackPool::instance().acquire(config_.stack_size);
+// give_stack() prepares a fiber's first run on worker `w`: it trades the
+// stack reserved at spawn for the one this worker released last, which is
+// still warm in cache, and builds the context on it.
+inline void Runtime::give_stack(Worker* w, Fiber* f) noexcept {
+  if (!w->stack_cache.empty()) std::swap(f->stack, w->stack_cache.back());
+#if GORO_ASAN
+  // A pooled stack keeps the poisoned redzones of the frames its last fiber
+  // never returned from.
+  __asan_unpoison_memory_region(f->stack.base, f->stack.size);
+#endif
+  f->ctx.make(f->stack.base, f->stack.size, &Runtime::fiber_entry);
+}
+
+// take_stack() and take_block() serve `w` from its caches, refilled in
+// batches; plain threads (w null) go to the pools directly.
+inline Stack Runtime::take_stack(Worker* w) {
+  if (!w) return StackPool::instance().acquire(config_.stack_size);
   if (w->stack_cache.empty()) {
     StackPool::instance().acquire_batch(config_.stack_size, Worker::kStackCache / 2, w->stack_cache);
   }
@@ -611,9 +631,25 @@ inline Stack Runtime::take_stack() {
   return s;
 }
 
-inline void Runtime::register_fiber(Fiber* f) noexcept {
-  Worker* w = current_worker();
-  f->shard = (w && w->rt == this) ? w->index : static_cast<std::uint32_t>(workers_.size());
+inline void* Runtime::take_block(Worker* w) {
+  if (!w) return FiberBlockPool::instance().acquire();
+  if (w->block_cache.empty()) FiberBlockPool::instance().refill(w->block_cache, Worker::kBlockCache / 2);
+  return w->block_cache.pop();
+}
+
+inline void Runtime::release_block(Worker* w, void* block) noexcept {
+  if (!w) {
+    FiberBlockPool::instance().release(block);
+    return;
+  }
+  w->block_cache.push(block);
+  if (w->block_cache.size() > Worker::kBlockCache) {
+    FiberBlockPool::instance().give_back(w->block_cache, Worker::kBlockCache / 2);
+  }
+}
+
+inline void Runtime::register_fiber(Fiber* f, Worker* w) noexcept {
+  f->shard = w ? w->index : static_cast<std::uint32_t>(workers_.size());
   RegistryShard& shard = shards_[f->shard];
   std::lock_guard guard(shard.lock);
   f->reg_prev = nullptr;
@@ -638,6 +674,7 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
   f->ctx.release();
   unregister_fiber(f);
   f->~Fiber();
+  release_block(w, f);
   w->stack_cache.push_back(stack);
   if (w->stack_cache.size() > Worker::kStackCache) {
     StackPool::instance().release_batch(w->stack_cache, Worker::kStackCache / 2);
@@ -883,7 +920,8 @@ inline void Runtime::go_idle(Worker* w) noexcept {
   // A worker idle for kScavengeDelayNs gives pooled stack memory back (Go's
   // scavenger, paced by idleness rather than run in the middle of a burst).
   constexpr std::int64_t kScavengeDelayNs = 50'000'000;
-  const bool may_scavenge = StackPool::instance().has_excess();
+  const bool may_scavenge =
+      StackPool::instance().has_excess() || FiberBlockPool::instance().has_excess();
   std::int64_t earliest = timers().earliest();
   std::int64_t timeout = earliest == INT64_MAX ? -1 : std::max<std::int64_t>(earliest - now_ns(), 0);
   if (may_scavenge && (timeout < 0 || timeout > kScavengeDelayNs)) timeout = kScavengeDelayNs;
@@ -892,6 +930,7 @@ inline void Runtime::go_idle(Worker* w) noexcept {
   if (may_scavenge && w->wake_word.load(std::memory_order_acquire) == 0 &&
       now_ns() - slept_from >= kScavengeDelayNs) {
     StackPool::instance().scavenge();
+    FiberBlockPool::instance().trim();
   }
   std::lock_guard guard(idle_mutex_);
   if (w->idle) {  // woken by a timeout or a timer_added() nudge, not by wake_idle_worker
@@ -949,6 +988,7 @@ inline void Runtime::worker_main(Worker* w) noexcept {
 }
 
 inline void Runtime::run_fiber_from_root(Worker* w, Fiber* f) noexcept {
+  if (!f->ctx.fctx) give_stack(w, f);
   w->current = f;
   f->worker = w;
   Handoff h{&w->root, nullptr, SwitchAction::none, w, {}};
@@ -999,7 +1039,10 @@ inline void Runtime::switch_away(Fiber* self, SwitchAction action, ParkCommit co
   Fiber* next = find_local(w, commit.run == nullptr);
   if (!next && action != SwitchAction::exit) next = steal(w, false);
   w->current = next;
-  if (next) next->worker = w;
+  if (next) {
+    if (!next->ctx.fctx) give_stack(w, next);
+    next->worker = w;
+  }
   ExecutionContext& to = next ? next->ctx : w->root;
   Handoff h{&self->ctx, self, action, w, commit};
   land(switch_context(w->thread_switch_state, self->ctx, to, &h,
