@@ -147,22 +147,28 @@ class LockSet {
   }
 
  private:
+  // Up to this many channels, add() keeps locks_ sorted and free of
+  // duplicates as they come (insertion: a select usually has a handful of
+  // cases); a runtime-sized set appends the rest and seal() sorts them all.
+  static constexpr std::size_t kInsertionLimit = 16;
+
   void add(ChanBase* c) noexcept {
     if (!c) return;
     if constexpr (Extent == std::dynamic_extent) {
-      locks_[count_++] = c;  // sorted and deduplicated by seal()
-    } else {
-      // Static sets have a handful of cases: keep locks_ sorted and free of
-      // duplicates as they come (insertion).
-      std::size_t i = count_;
-      while (i > 0 && std::less<ChanBase*>{}(c, locks_[i - 1])) --i;
-      if (i > 0 && locks_[i - 1] == c) return;
-      for (std::size_t j = count_; j > i; --j) locks_[j] = locks_[j - 1];
-      locks_[i] = c;
-      ++count_;
+      if (count_ >= kInsertionLimit) {
+        locks_[count_++] = c;
+        return;
+      }
     }
+    std::size_t i = count_;
+    while (i > 0 && std::less<ChanBase*>{}(c, locks_[i - 1])) --i;
+    if (i > 0 && locks_[i - 1] == c) return;
+    for (std::size_t j = count_; j > i; --j) locks_[j] = locks_[j - 1];
+    locks_[i] = c;
+    ++count_;
   }
   void seal() noexcept {
+    if (count_ <= kInsertionLimit) return;  // already sorted and deduplicated
     ChanBase** first = locks_.data();
     std::sort(first, first + count_, std::less<ChanBase*>{});
     count_ = static_cast<std::size_t>(std::unique(first, first + count_) - first);

@@ -13,8 +13,8 @@
 // otherwise it lives on the heap, allocated once when the SelectCase is made.
 //
 // SpanCases is the case set (commit.hpp) of a span of SelectCases: it checks
-// the runtime misuse the variadic form rejects at compile time, and rearms
-// every case so that one case list can serve any number of select calls.
+// the runtime misuse the variadic form rejects at compile time. A case is
+// rearmed after its handler ran, so one list serves any number of calls.
 #pragma once
 
 #include <concepts>
@@ -59,8 +59,7 @@ struct CaseOps {
   bool (*poll)(void* storage, WakeList& wake);
   void (*enqueue)(void* storage, Parker::Ticket, SelectRecord*, std::size_t) noexcept;
   void (*dequeue)(void* storage) noexcept;
-  void (*finish)(void* storage);
-  void (*rearm)(void* storage) noexcept;
+  void (*finish)(void* storage);  // then rearms the case for the next select
   void (*relocate)(void* to, void* from) noexcept;  // moves the case (or its pointer) over
   void (*destroy)(void* storage) noexcept;
   bool inline_storage;
@@ -70,7 +69,7 @@ template <class C, bool Inline>
 struct CaseOpsFor {
   static C& get(void* s) noexcept {
     if constexpr (Inline) return *std::launder(static_cast<C*>(s));
-    else return **static_cast<C**>(s);
+    else return **std::launder(static_cast<C**>(s));
   }
   static const C& get(const void* s) noexcept { return get(const_cast<void*>(s)); }
 
@@ -79,14 +78,23 @@ struct CaseOpsFor {
       [](void* s, WakeList& wake) -> bool { return get(s).poll(wake); },
       [](void* s, Parker::Ticket t, SelectRecord* r, std::size_t i) noexcept { get(s).enqueue(t, r, i); },
       [](void* s) noexcept { get(s).dequeue(); },
-      [](void* s) { get(s).finish(); },
-      [](void* s) noexcept { get(s).rearm(); },
+      [](void* s) {
+        // The winner is the only case a select leaves changed (a loser's
+        // waiter is never written to: its ticket was claimed by the winner),
+        // so rearming it after its handler, even one that throws, readies
+        // the whole list for the next call.
+        struct Rearm {
+          C& c;
+          ~Rearm() { c.rearm(); }
+        } rearm{get(s)};
+        get(s).finish();
+      },
       [](void* to, void* from) noexcept {
         if constexpr (Inline) {
           ::new (to) C(std::move(get(from)));
           get(from).~C();
         } else {
-          *static_cast<C**>(to) = *static_cast<C**>(from);
+          ::new (to) C*(&get(from));
         }
       },
       [](void* s) noexcept {
@@ -116,6 +124,7 @@ class ErasedCase {
     requires SelectHooks<std::remove_cvref_t<C>>
   explicit ErasedCase(C&& c) {
     using Case = std::remove_cvref_t<C>;
+    c.rearm();  // it may have run in a variadic select before
     chan_ = c.channel();
     if constexpr (Case::kIsDefault) {
       kind_ = Kind::fallback;
@@ -129,7 +138,7 @@ class ErasedCase {
       ::new (static_cast<void*>(storage_)) Case(std::move(c));
       ops_ = &CaseOpsFor<Case, true>::table;
     } else {
-      *reinterpret_cast<Case**>(storage_) = new Case(std::move(c));
+      ::new (static_cast<void*>(storage_)) Case*(new Case(std::move(c)));
       ops_ = &CaseOpsFor<Case, false>::table;
     }
   }
@@ -155,7 +164,6 @@ class ErasedCase {
     if (chan_) ops_->dequeue(storage_);
   }
   void finish() { ops_->finish(storage_); }
-  void rearm() noexcept { ops_->rearm(storage_); }
 
   Kind kind() const noexcept { return kind_; }
   std::int64_t deadline() const noexcept { return deadline_; }
@@ -249,7 +257,7 @@ class SpanCases {
  public:
   static constexpr std::size_t kExtent = std::dynamic_extent;
 
-  // Checks the list and rearms every case; throws std::invalid_argument,
+  // Checks the list; throws std::invalid_argument,
   // before anything is committed, on the misuse the variadic select rejects
   // at compile time, and on a moved-from case.
   explicit SpanCases(std::span<SelectCase> cases) : cases_(cases) {
@@ -272,7 +280,6 @@ class SpanCases {
         case ErasedCase::Kind::channel:
           break;
       }
-      c.rearm();
     }
   }
 
