@@ -335,7 +335,7 @@ TEST_CASE("dynamic select: fan-in over 64 channels from 64 producers through one
           "[select][dynamic]") {
   const std::size_t workers = GORO_WORKERS();
   constexpr int kChannels = 64;
-  const int per = static_cast<int>(scaled(2'000, 500, 40));
+  int per = static_cast<int>(scaled(2'000, 500, 40));
   goro::run(
       [&] {
         std::vector<goro::Channel<int>> in;
@@ -654,7 +654,7 @@ TEST_CASE("dynamic select: misuse throws std::invalid_argument naming it, before
 }
 
 TEST_CASE("dynamic select: no heap allocation per select with up to 64 cases", "[select][dynamic]") {
-  const int n = static_cast<int>(scaled(20'000, 5'000, 1'000));
+  int n = static_cast<int>(scaled(20'000, 5'000, 1'000));
   std::uint64_t ready_allocs = 0, blocking_allocs = 0;
   bool all_inline = false;
   goro::run(
@@ -762,7 +762,7 @@ TEST_CASE("dynamic select: an empty list blocks forever (reported as deadlock)",
 TEST_CASE("dynamic select: a fiber selects over channels fed by plain threads", "[select][dynamic][threads]") {
   const std::size_t workers = GORO_WORKERS();
   constexpr int kThreads = 4;
-  const int per = static_cast<int>(scaled(5'000, 1'000, 200));
+  int per = static_cast<int>(scaled(5'000, 1'000, 200));
   std::vector<goro::Channel<int>> in;
   for (int k = 0; k < kThreads; ++k) in.emplace_back(k);  // capacities 0..3
   std::vector<std::thread> senders;
