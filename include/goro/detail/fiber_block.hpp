@@ -124,7 +124,7 @@ class FiberBlockPool {
       if (free_.size() > kRetain) free_.move_to(surplus, free_.size() - kRetain);
       count_.store(free_.size(), std::memory_order_relaxed);
     }
-    while (void* block = surplus.pop()) ::operator delete(block, kFiberBlockSize);
+    while (void* block = surplus.pop()) ::operator delete(block);
   }
 
  private:
