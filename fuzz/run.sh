@@ -21,8 +21,8 @@ scripts/deps.sh core  # g++, Boost.Context
 if ! command -v clang++ >/dev/null 2>&1; then
   echo "fuzz/run.sh: installing clang"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends clang >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends clang >/dev/null
 fi
 
 mkdir -p "$dir/corpus"

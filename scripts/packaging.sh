@@ -15,8 +15,8 @@ scripts/deps.sh core
 if ! command -v git >/dev/null; then
   echo "packaging.sh: installing git"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends git >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends git >/dev/null
 fi
 
 work=$root/build-packaging
