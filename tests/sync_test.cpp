@@ -1058,6 +1058,44 @@ TEST_CASE("ErrGroup: with_context cancels the context on the first failure", "[e
   CHECK(saw_cancel.load() == 10);
 }
 
+TEST_CASE("ErrGroup: the first failure is the context's cause", "[errgroup][context][cause]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [&] {
+        // An error_code failure: the cause is a system_error holding it.
+        auto [by_code, code_ctx] = goro::ErrGroup::with_context(goro::background());
+        by_code.go([]() -> std::error_code { return std::make_error_code(std::errc::connection_reset); });
+        CHECK(by_code.wait() == std::errc::connection_reset);
+        try {
+          std::rethrow_exception(goro::cause(code_ctx));
+        } catch (const std::system_error& e) {
+          CHECK(e.code() == std::errc::connection_reset);
+        }
+
+        // An exception failure: the cause is that very exception.
+        auto [by_throw, throw_ctx] = goro::ErrGroup::with_context(goro::background());
+        by_throw.go([] { throw std::runtime_error("disk on fire"); });
+        CHECK_THROWS_WITH(by_throw.wait(), "disk on fire");
+        try {
+          std::rethrow_exception(goro::cause(throw_ctx));
+        } catch (const std::runtime_error& e) {
+          CHECK(std::string(e.what()) == "disk on fire");
+        }
+
+        // No failure: wait() cancels without a cause, so cause() falls back
+        // to a system_error of err().
+        auto [ok, ok_ctx] = goro::ErrGroup::with_context(goro::background());
+        ok.go([] {});
+        CHECK_FALSE(ok.wait());
+        try {
+          std::rethrow_exception(goro::cause(ok_ctx));
+        } catch (const std::system_error& e) {
+          CHECK(e.code() == goro::errc::canceled);
+        }
+      },
+      with_workers(workers));
+}
+
 TEST_CASE("ErrGroup: set_limit bounds concurrency; try_go fails at the limit", "[errgroup]") {
   const std::size_t workers = GORO_WORKERS();
   std::atomic<int> running{0};

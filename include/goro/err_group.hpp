@@ -47,7 +47,9 @@ class ErrGroup {
   ErrGroup();
 
   // with_context() returns a group and a child of `parent` that is cancelled
-  // when a function of the group first fails, or when wait() returns.
+  // when a function of the group first fails, or when wait() returns. The
+  // first failure is the context's cause (goro::cause(ctx)): the exception
+  // itself, or a std::system_error holding the error_code.
   static std::pair<ErrGroup, Context> with_context(const Context& parent);
 
   // go() runs f on a new fiber. With a limit set, it first blocks until
@@ -78,7 +80,7 @@ class ErrGroup {
     bool failed = false;           // guarded by lock
     std::exception_ptr exception;  // the first failure, if it was an exception; guarded by lock
     std::error_code error;         // the first failure, if it was an error_code; guarded by lock
-    CancelFunc cancel;             // with_context's; set before any function runs
+    CancelCauseFunc cancel;        // with_context's; set before any function runs
     std::ptrdiff_t limit = -1;     // changed only while no function runs
     std::unique_ptr<Semaphore> slots;  // null: no limit (or limit 0)
 
@@ -87,10 +89,11 @@ class ErrGroup {
         std::lock_guard guard(lock);
         if (failed) return;
         failed = true;
-        exception = std::move(e);
+        exception = e;
         error = ec;
       }
-      cancel();
+      if (e) cancel(std::move(e));
+      else cancel(ec);
     }
   };
 
@@ -105,7 +108,7 @@ class ErrGroup {
 inline ErrGroup::ErrGroup() : state_(std::make_shared<State>()) {}
 
 inline std::pair<ErrGroup, Context> ErrGroup::with_context(const Context& parent) {
-  auto [ctx, cancel] = with_cancel(parent);
+  auto [ctx, cancel] = with_cancel_cause(parent);
   ErrGroup group;
   group.state_->cancel = std::move(cancel);
   return {std::move(group), std::move(ctx)};
