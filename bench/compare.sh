@@ -151,9 +151,10 @@ then
 fi
 
 if awk '!/^#/ && ($2 != "?" || $3 != "?") { found = 1 } END { exit !found }' "$results/ratios.dat"; then
-  bench_draw bench/plot.gp "$logs/gnuplot.log" \
-    "datafile='$results/ratios.dat'; outbase='$results/ratios'; subtitle='workers=$workers, median of $reps'" &&
-    echo "compare.sh: wrote $results/ratios.png and $results/ratios.svg" >&2 || true
+  if bench_draw bench/plot.gp "$logs/gnuplot.log" \
+    "datafile='$results/ratios.dat'; outbase='$results/ratios'; subtitle='workers=$workers, median of $reps'"; then
+    echo "compare.sh: wrote $results/ratios.png and $results/ratios.svg" >&2
+  fi
 else
   echo "compare.sh: no ratio to plot (goro and a peer are both needed)" >&2
 fi
