@@ -265,10 +265,12 @@ for c in "${curves[@]}"; do
     subtitle="$subtitle; Boost.Fiber has no select: a polling emulation"
     fibername="Boost.Fiber (polling)"
   fi
-  bench_draw bench/curves.gp "$logs/curves/gnuplot-$c.log" \
-    "datafile='$dat'; outbase='$results/curve_$c'; kind='$([ "$c" = fanout ] && echo speedup || echo cost)'; \
-mytitle='${title[$c]}'; subtitle='$subtitle'; xlab='${xlabel[$c]}'; ylab='${ylabel[$c]}'; \
-fibername='$fibername'" &&
-    echo "curves.sh: wrote $results/curve_$c.png and .svg" >&2 || true
+  kind=cost
+  [ "$c" != fanout ] || kind=speedup
+  if bench_draw bench/curves.gp "$logs/curves/gnuplot-$c.log" \
+    "datafile='$dat'; outbase='$results/curve_$c'; kind='$kind'; mytitle='${title[$c]}'; \
+subtitle='$subtitle'; xlab='${xlabel[$c]}'; ylab='${ylabel[$c]}'; fibername='$fibername'"; then
+    echo "curves.sh: wrote $results/curve_$c.png and .svg" >&2
+  fi
 done
 echo "curves.sh: samples in $samples; summary in $results/curves_summary.csv and curves_summary.json" >&2

@@ -25,7 +25,7 @@ bench_die() {
 bench_setup() {
   bench_name=$1
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  cd "$root"
+  cd "$root" || exit 2
   reps=${BENCH_REPS:-5}
   run_timeout=${BENCH_TIMEOUT:-120}
   read -r -a programs <<<"${BENCH_PROGRAMS:-goro go fiber}"
@@ -33,7 +33,7 @@ bench_setup() {
   read -r -a cxxflags <<<"${BENCH_CXXFLAGS:--O2}"
   goro_include=${BENCH_GORO_INCLUDE:-include}
   [ -f "$goro_include/goro/goro.hpp" ] || bench_die "no goro/goro.hpp under BENCH_GORO_INCLUDE=$goro_include"
-  build=build-bench
+  build="build-bench"
   results=$build/results
   logs=$results/logs
   [[ $reps =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_REPS must be a positive integer"
