@@ -100,8 +100,12 @@ class WaitQueue {
   std::size_t size_ = 0;
 };
 
-// ChanBase is what select needs of any channel: its lock.
-struct ChanBase {
+// ChanBase is what select needs of any channel: its lock. Channels start on
+// a cache line of their own (alignas), so the lock, the ring's indices and
+// the count mirror that every buffered operation writes share one line, and
+// producers and consumers on different cores move one line per operation
+// instead of two or three.
+struct alignas(64) ChanBase {
   SpinLock lock;
 };
 
@@ -204,17 +208,24 @@ class ChanState : public ChanBase {
  private:
   void sync_mirrors() noexcept {
     count_.store(buffer_.size(), std::memory_order_release);
-    send_waiting_.store(sendq_.size(), std::memory_order_release);
-    recv_waiting_.store(recvq_.size(), std::memory_order_release);
+    // Stored only when they change, so the line they share stays clean in
+    // every core's cache while nobody waits.
+    store_if_changed(send_waiting_, sendq_.size());
+    store_if_changed(recv_waiting_, recvq_.size());
+  }
+  static void store_if_changed(std::atomic<std::size_t>& mirror, std::size_t value) noexcept {
+    if (mirror.load(std::memory_order_relaxed) != value) mirror.store(value, std::memory_order_release);
   }
 
+  // Written by every operation: with the lock, on the first cache line.
   Ring<T> buffer_;
+  std::atomic<std::size_t> count_{0};
+  std::atomic<bool> closed_flag_{false};
+  bool closed_ = false;
+  // Written only when fibers start or stop waiting: on the second line,
+  // which buffered traffic then only reads.
   WaitQueue<T> sendq_;
   WaitQueue<T> recvq_;
-  bool closed_ = false;
-
-  std::atomic<bool> closed_flag_{false};
-  std::atomic<std::size_t> count_{0};
   std::atomic<std::size_t> send_waiting_{0};
   std::atomic<std::size_t> recv_waiting_{0};
 };
