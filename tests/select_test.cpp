@@ -19,31 +19,7 @@ using goro_test::scaled;
 using goro_test::with_threads;
 using goro_test::with_workers;
 
-// --- Allocation counter for the dynamic select ---------------------------------
-// Plain builds replace the global operator new to count allocations (the
-// sanitizers bring their own allocator; there the tests only run the loops).
-namespace {
-std::atomic<std::uint64_t> g_allocations{0};
-}  // namespace
-
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-constexpr bool kCountsAllocations = true;
-__attribute__((noinline)) void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void* operator new(std::size_t n, std::align_val_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  std::size_t a = std::max(static_cast<std::size_t>(align), sizeof(void*));
-  void* p = nullptr;
-  if (::posix_memalign(&p, a, n ? n : 1) == 0) return p;
-  throw std::bad_alloc();
-}
-// libstdc++'s operator delete (every form) is free(), which matches both.
-#else
-constexpr bool kCountsAllocations = false;
-#endif
+#include "allocation_counter.hpp"  // g_allocations, kCountsAllocations
 
 // timeout and default_case together, or twice, must not compile.
 template <class... C>

@@ -244,29 +244,32 @@ double buffered_4p4c(std::int64_t n) {
   return elapsed;
 }
 
-// select4: four one-slot channels each hold a token (its own index); main
-// "selects" n times and puts the token back. Boost.Fiber has no select, so
-// this is the usual emulation: try_pop the channels starting at a random
-// one, yield and retry if none was ready (never happens here).
-double select4(std::int64_t n) {
+// poll_select() is the usual emulation of select for Boost.Fiber, which has
+// none: `width` one-slot channels each hold a token (its index); each of
+// `ops` rounds try_pops the channels starting at a random one, yields and
+// retries if none was ready (never happens here), checks the token and
+// pushes it back. Index arithmetic avoids divisions, which would cost more
+// than a probe.
+double poll_select(const char* name, std::size_t width, std::int64_t ops) {
   std::vector<std::unique_ptr<bf::buffered_channel<int>>> chs;
-  for (int i = 0; i < 4; ++i) {
+  for (std::size_t i = 0; i < width; ++i) {
     chs.push_back(std::make_unique<bf::buffered_channel<int>>(kSelectCapacity));
-    chs.back()->push(i);
+    chs.back()->push(static_cast<int>(i));
   }
-  std::int64_t counts[4] = {};
+  std::vector<std::int64_t> counts(width);
   std::int64_t bad = 0;
   std::uint32_t rng = 0x9e3779b9u;  // xorshift32
   auto start = Clock::now();
-  for (std::int64_t k = 0; k < n; ++k) {
+  for (std::int64_t k = 0; k < ops; ++k) {
     rng ^= rng << 13;
     rng ^= rng >> 17;
     rng ^= rng << 5;
-    const unsigned first = rng & 3u;
+    const std::size_t first = static_cast<std::size_t>((std::uint64_t{rng} * width) >> 32);
     for (;;) {
       bool got = false;
-      for (unsigned j = 0; j < 4 && !got; ++j) {
-        const unsigned idx = (first + j) & 3u;
+      for (std::size_t j = 0; j < width && !got; ++j) {
+        std::size_t idx = first + j;
+        if (idx >= width) idx -= width;
         int v;
         if (chs[idx]->try_pop(v) == Status::success) {
           if (v != static_cast<int>(idx)) ++bad;
@@ -279,16 +282,27 @@ double select4(std::int64_t n) {
       boost::this_fiber::yield();
     }
   }
-  double elapsed = per_op(start, n);
-  const std::int64_t total = counts[0] + counts[1] + counts[2] + counts[3];
-  if (bad != 0 || total != n) fail("select4 total " + std::to_string(total) + ", bad " + std::to_string(bad));
-  if (n >= 1000) {
-    for (int i = 0; i < 4; ++i) {
-      if (counts[i] == 0) fail("select4 never chose channel " + std::to_string(i));
+  double elapsed = per_op(start, ops);
+  std::int64_t total = 0;
+  for (auto c : counts) total += c;
+  const std::string what(name);
+  if (bad != 0 || total != ops) fail(what + " total " + std::to_string(total) + ", bad " + std::to_string(bad));
+  for (std::size_t i = 0; i < width; ++i) {
+    int v;
+    if (chs[i]->try_pop(v) != Status::success || v != static_cast<int>(i)) {
+      fail(what + " lost the token of channel " + std::to_string(i));
+    }
+    if (ops >= 100 * static_cast<std::int64_t>(width) && counts[i] == 0) {
+      fail(what + " never chose channel " + std::to_string(i));
     }
   }
   return elapsed;
 }
+
+// select4: four one-slot channels each hold a token (its own index); main
+// "selects" n times and puts the token back, with poll_select's emulation
+// (Boost.Fiber has no select).
+double select4(std::int64_t n) { return poll_select("select4", 4, n); }
 
 // mutex: n fibers x 1000 increments of one counter under a fiber mutex.
 double mutex(std::int64_t n) {
@@ -511,55 +525,9 @@ double curve_spawn(std::int64_t n, std::int64_t /*ops*/) {
   return elapsed;
 }
 
-// curve_select with n "cases": select4 generalised, with select4's polling
-// emulation (Boost.Fiber has no select): n one-slot channels each hold a
-// token (its index); each of ops iterations try_pops the channels starting
-// at a random one, yields and retries if none was ready (never happens here),
-// and pushes the token back.
+// curve_select with n "cases": select4 generalised (see poll_select).
 double curve_select(std::int64_t n, std::int64_t ops) {
-  const auto width = static_cast<std::size_t>(n);
-  std::vector<std::unique_ptr<bf::buffered_channel<int>>> chs;
-  for (std::size_t i = 0; i < width; ++i) {
-    chs.push_back(std::make_unique<bf::buffered_channel<int>>(kSelectCapacity));
-    chs.back()->push(static_cast<int>(i));
-  }
-  std::vector<std::int64_t> counts(width);
-  std::int64_t bad = 0;
-  std::uint32_t rng = 0x9e3779b9u;  // xorshift32
-  auto start = Clock::now();
-  for (std::int64_t k = 0; k < ops; ++k) {
-    rng ^= rng << 13;
-    rng ^= rng >> 17;
-    rng ^= rng << 5;
-    const std::size_t first = rng % width;
-    for (;;) {
-      bool got = false;
-      for (std::size_t j = 0; j < width && !got; ++j) {
-        const std::size_t idx = (first + j) % width;
-        int v;
-        if (chs[idx]->try_pop(v) == Status::success) {
-          if (v != static_cast<int>(idx)) ++bad;
-          ++counts[idx];
-          chs[idx]->push(v);
-          got = true;
-        }
-      }
-      if (got) break;
-      boost::this_fiber::yield();
-    }
-  }
-  double elapsed = per_op(start, ops);
-  std::int64_t total = 0;
-  for (auto c : counts) total += c;
-  if (bad != 0 || total != ops) fail("curve_select total " + std::to_string(total) + ", bad " + std::to_string(bad));
-  for (std::size_t i = 0; i < width; ++i) {
-    int v;
-    if (chs[i]->try_pop(v) != Status::success || v != static_cast<int>(i)) {
-      fail("curve_select lost the token of channel " + std::to_string(i));
-    }
-    if (ops >= 100 * n && counts[i] == 0) fail("curve_select never chose channel " + std::to_string(i));
-  }
-  return elapsed;
+  return poll_select("curve_select", static_cast<std::size_t>(n), ops);
 }
 
 // curve_chan: n producers send ops items in all (producer p sends the

@@ -1,0 +1,38 @@
+// Counts heap allocations, for tests that check "no allocation per call".
+//
+// Plain builds replace the global operator new (the plain and the aligned
+// form) with versions that count; the sanitizers bring their own allocator,
+// so there kCountsAllocations is false and tests only run their loops.
+// Include this header from exactly one file of a test executable: it
+// defines the replacement operators.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+constexpr bool kCountsAllocations = true;
+__attribute__((noinline)) void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+__attribute__((noinline)) void* operator new(std::size_t n, std::align_val_t align) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  std::size_t a = std::max(static_cast<std::size_t>(align), sizeof(void*));
+  void* p = nullptr;
+  if (::posix_memalign(&p, a, n ? n : 1) == 0) return p;
+  throw std::bad_alloc();
+}
+// libstdc++'s operator delete (every form) is free(), which matches both.
+#else
+constexpr bool kCountsAllocations = false;
+#endif
