@@ -100,12 +100,13 @@ class WaitQueue {
   std::size_t size_ = 0;
 };
 
-// ChanBase is what select needs of any channel: its lock. Channels start on
-// a cache line of their own (alignas), so the lock, the ring's indices and
-// the count mirror that every buffered operation writes share one line, and
-// producers and consumers on different cores move one line per operation
-// instead of two or three.
-struct alignas(64) ChanBase {
+// ChanBase is what select needs of any channel: its lock. ChanState keeps
+// what every buffered operation writes (the lock, the ring's indices, the
+// count mirror) together at its start, so producers and consumers on
+// different cores move as few cache lines as possible. (Not alignas(64):
+// over-aligned channels cost a memalign per channel, about 500 instructions,
+// which channel-per-request code such as contexts' done() pays.)
+struct ChanBase {
   SpinLock lock;
 };
 
