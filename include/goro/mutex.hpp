@@ -39,9 +39,10 @@
 //     wakes nobody). It clears kWoken when it takes the lock or parks.
 //   - In starvation mode kLocked stays set from unlock() to the new owner, so
 //     no one can slip in between.
-// Lock order: `lock_` is a leaf (only Parker claims happen under it). A
-// parking waiter still holds it when it switches away; park's commit
-// releases it (Publish::after_switch).
+// Lock order: `lock_` is a leaf (only Parker claims happen under it) and is
+// never held across park(). (Handing it to the switch, as channels do, was
+// tried: it delays every unlocker by a switch, which made starvation-mode
+// hand-off measurably less fair under TSan.)
 #pragma once
 
 #include <atomic>
@@ -231,7 +232,7 @@ inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
     }
     if (!self) self = &detail::Parker::current();
     {
-      std::unique_lock guard(lock_);
+      std::lock_guard guard(lock_);
       old = state_.load(std::memory_order_relaxed);
       bool came_free = false;
       for (;;) {
@@ -251,14 +252,13 @@ inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
       if (came_free) continue;  // compete again (still speaking for kWoken)
       awoke = false;
       node.handed_off = false;
-      node.ticket = self->prepare(what, detail::Publish::after_switch);
+      node.ticket = self->prepare(what);
       // A woken waiter that lost is still queued, at its old place near the
       // head (Go requeues it LIFO for the same reason).
       if (!node.queued) waiting_.push(&node);
-      guard.release();  // park's commit unlocks it
     }
     if (wait_start == 0) wait_start = detail::now_ns();
-    detail::WakeReason reason = self->park(detail::ParkCommit::unlock(lock_));
+    detail::WakeReason reason = self->park();
     if (reason == detail::WakeReason::unwind) {
       {
         std::lock_guard guard(lock_);
