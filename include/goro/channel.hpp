@@ -45,6 +45,10 @@ namespace detail {
 template <class T>
 using ChanPtr = std::shared_ptr<ChanState<T>>;
 
+// AdoptState tags the internal constructors that wrap an existing state
+// (a context's done channel lives inside its node).
+struct AdoptState {};
+
 // Shared implementation of the channel operations on a (possibly nil) state.
 template <class T>
 struct ChanOps {
@@ -179,6 +183,9 @@ class SendChannel : public detail::ChannelHandle<T> {
 template <class T>
 class RecvChannel : public detail::ChannelHandle<T> {
  public:
+  // Internal: a handle to an existing state.
+  RecvChannel(detail::AdoptState, detail::ChanPtr<T> state) noexcept
+      : detail::ChannelHandle<T>(std::move(state)) {}
   RecvChannel(std::nullptr_t) noexcept {}
   RecvChannel(const Channel<T>& ch) noexcept : detail::ChannelHandle<T>(ch.state()) {}
 

@@ -141,7 +141,9 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
   // cancel() cancels this node and every descendant with `why` and `cause`
   // (a no-op if it is already cancelled) and unlinks it from its parent.
   void cancel(CancelReason why, const std::exception_ptr& cause = nullptr);
-  // done_channel() is the channel closed on cancellation, made on first use.
+  // done_channel() is the channel closed on cancellation. Its state lives
+  // inside this node (the handle shares the node's ownership), so contexts
+  // that are waited on cost no allocation of their own for it.
   RecvChannel<Unit> done_channel();
   // add_waiter() queues `n` to be claimed (WakeReason::signaled) on
   // cancellation; false, queueing nothing, if the node is already cancelled.
@@ -170,10 +172,10 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
   bool cancel_one(CancelReason why, const std::exception_ptr& cause,
                   std::vector<std::shared_ptr<CancelNode>>& work);
   void arm_timer(std::int64_t when);
+  void close_done() noexcept;
   void unlink_from_parent() noexcept;
   static void launch_after_funcs(AfterFuncEntry* list) noexcept;
   void release_after_funcs() noexcept;
-  static const Channel<Unit>& closed_channel();
 
   SpinLock lock_;
   std::atomic<CancelReason> err_{CancelReason::none};
@@ -189,9 +191,8 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
   CancelNode* next_sibling_ = nullptr;
   bool linked_ = false;
 
-  // Written once under lock_, then published by has_done_.
-  std::atomic<bool> has_done_{false};
-  Channel<Unit> done_ = nullptr;
+  // Closed when the node is cancelled (by cancel_one(), or at birth).
+  ChanState<Unit> done_state_{0};
 
   WaitList waiters_;  // guarded by lock_
   AfterFuncEntry* first_after_ = nullptr;  // guarded by lock_; detached by cancel_one()
@@ -282,6 +283,7 @@ inline std::shared_ptr<CancelNode> CancelNode::make(std::shared_ptr<ContextNode>
     if (r != CancelReason::none) {
       node->cause_ = pc->cause_;  // born cancelled, like Go's propagateCancel
       node->err_.store(r, std::memory_order_relaxed);
+      node->close_done();
     } else {
       node->next_sibling_ = pc->first_child_;
       if (pc->first_child_) pc->first_child_->prev_sibling_ = node.get();
@@ -337,7 +339,6 @@ inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause
 inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& cause,
                                    std::vector<std::shared_ptr<CancelNode>>& work) {
   WakeList wake;  // declared first: unparks after lock_ is released
-  Channel<Unit> done = nullptr;
   std::shared_ptr<CancelNode> timer_ref;  // dropped last; the caller holds another reference
   AfterFuncEntry* afters;
   {
@@ -355,10 +356,9 @@ inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& c
     first_child_ = nullptr;
     child_count_ = 0;
     waiters_.claim_all(wake);
-    if (has_done_.load(std::memory_order_relaxed)) done = done_;
     afters = std::exchange(first_after_, nullptr);  // ours now: see remove_after_func()
   }
-  if (done) done.close();
+  close_done();
   launch_after_funcs(afters);  // after done is closed: f sees the context done
   if (timer_armed_.load(std::memory_order_seq_cst) && timers().remove(&timer_.node)) {
     timer_ref = std::move(timer_ref_);
@@ -378,28 +378,18 @@ inline void CancelNode::unlink_from_parent() noexcept {
   --pc->child_count_;
 }
 
-inline const Channel<Unit>& CancelNode::closed_channel() {
-  static const auto* closed = [] {
-    auto* ch = new Channel<Unit>();
-    ch->close();
-    return ch;
-  }();
-  return *closed;
+inline RecvChannel<Unit> CancelNode::done_channel() {
+  // Aliasing: the handle points at done_state_ and keeps this node alive.
+  return RecvChannel<Unit>(detail::AdoptState{},
+                           std::shared_ptr<ChanState<Unit>>(shared_from_this(), &done_state_));
 }
 
-inline RecvChannel<Unit> CancelNode::done_channel() {
-  if (has_done_.load(std::memory_order_acquire)) return done_;
-  if (reason() != CancelReason::none) return closed_channel();  // Go's closedchan: no allocation
-  Channel<Unit> fresh;  // allocated before taking the spin lock
-  std::lock_guard guard(lock_);
-  if (!has_done_.load(std::memory_order_relaxed)) {
-    // Cancelled since the check above: cancel_one() did not see a channel to
-    // close, so close it here.
-    if (err_.load(std::memory_order_relaxed) != CancelReason::none) fresh.close();
-    done_ = std::move(fresh);
-    has_done_.store(true, std::memory_order_release);
-  }
-  return done_;
+// close_done() closes done_state_, waking its receivers; once per node (the
+// callers run only for the cancellation that wins).
+inline void CancelNode::close_done() noexcept {
+  WakeList wake;  // declared first: unparks after the channel lock is released
+  std::lock_guard guard(done_state_.lock);
+  done_state_.close_locked(wake);
 }
 
 inline bool CancelNode::add_after_func(const std::shared_ptr<AfterFuncEntry>& e) {
