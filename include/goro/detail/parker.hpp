@@ -66,6 +66,12 @@ struct ParkCommit {
   void (*run)(void* arg) noexcept = nullptr;
   void* arg = nullptr;
 
+  explicit operator bool() const noexcept { return run != nullptr; }
+  // operator() runs the commit, if there is one.
+  void operator()() const noexcept {
+    if (run) run(arg);
+  }
+
   // unlock(lock) is the commit that releases `lock`.
   template <class Lock>
   static ParkCommit unlock(Lock& lock) noexcept {
@@ -105,11 +111,10 @@ class Parker {
   static bool claim(Ticket t, WakeReason reason) noexcept;
 
   // park() blocks until the open wait is claimed and this Parker unparked.
-  WakeReason park();
-  // park(commit) is park() for a wait prepared with Publish::after_switch,
-  // called with the lock that guards the published ticket held; `commit`
+  // A wait prepared with Publish::after_switch passes a `commit`: park is
+  // called with the lock that guards the published ticket held, and `commit`
   // releases it once the fiber has switched away.
-  WakeReason park(ParkCommit commit);
+  WakeReason park(ParkCommit commit = {});
   // park_until() also claims the wait with WakeReason::timeout at `deadline`
   // (steady_clock nanoseconds) if nobody claimed it before.
   WakeReason park_until(std::int64_t deadline_ns);

@@ -226,6 +226,7 @@ class Runtime {
   void* take_block(Worker* w);
   void release_block(Worker* w, void* block) noexcept;
   void give_stack(Worker* w, Fiber* f) noexcept;
+  void about_to_run(Worker* w, Fiber* f) noexcept;
   void register_fiber(Fiber* f, Worker* w) noexcept;
   void unregister_fiber(Fiber* f) noexcept;
   void fail(std::exception_ptr e) noexcept;
@@ -337,28 +338,17 @@ inline Parker& Parker::current() {
   return thread_parker();
 }
 
-inline WakeReason Parker::park() {
-  if (!fiber_) return park_thread(-1);
-  Runtime* rt = current_runtime();
-  if (rt->stopping()) {
-    // Close our own wait; if a waker won instead, park to consume its unpark.
-    Ticket t;
-    if (open_ticket(t) && claim(t, WakeReason::unwind)) return WakeReason::unwind;
-  }
-  rt->park_current(fiber_);
-  return last_reason();
-}
-
 inline WakeReason Parker::park(ParkCommit commit) {
   if (!fiber_) {
-    commit.run(commit.arg);
+    commit();
     return park_thread(-1);
   }
   Runtime* rt = current_runtime();
   if (rt->stopping()) {
+    // Close our own wait; if a waker won instead, park to consume its unpark.
     Ticket t;
     if (open_ticket(t) && claim(t, WakeReason::unwind)) {
-      commit.run(commit.arg);
+      commit();
       return WakeReason::unwind;
     }
   }
@@ -604,6 +594,14 @@ Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
   register_fiber(f, w);
   make_runnable(f, w);
   return f;
+}
+
+// about_to_run() readies `f`, which worker `w` is about to switch to: it
+// records the worker and, on the first run, gives the fiber its stack.
+inline void Runtime::about_to_run(Worker* w, Fiber* f) noexcept {
+  w->current = f;
+  f->worker = w;
+  if (!f->ctx.fctx) give_stack(w, f);
 }
 
 // give_stack() prepares a fiber's first run on worker `w`: it trades the
@@ -988,9 +986,7 @@ inline void Runtime::worker_main(Worker* w) noexcept {
 }
 
 inline void Runtime::run_fiber_from_root(Worker* w, Fiber* f) noexcept {
-  if (!f->ctx.fctx) give_stack(w, f);
-  w->current = f;
-  f->worker = w;
+  about_to_run(w, f);
   Handoff h{&w->root, nullptr, SwitchAction::none, w, {}};
   land(switch_context(w->thread_switch_state, w->root, f->ctx, &h));
 }
@@ -1007,9 +1003,9 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
     case SwitchAction::none:
       break;
     case SwitchAction::park:
-      if (h.commit.run) {  // Publish::after_switch: no waker can have come yet
+      if (h.commit) {  // Publish::after_switch: no waker can have come yet
         h.fiber->state.store(FiberState::parked, std::memory_order_release);
-        h.commit.run(h.commit.arg);
+        h.commit();
       } else if (h.fiber->state.exchange(FiberState::parked, std::memory_order_acq_rel) ==
                  FiberState::notified) {
         h.fiber->state.store(FiberState::running, std::memory_order_relaxed);
@@ -1036,13 +1032,10 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
 inline void Runtime::switch_away(Fiber* self, SwitchAction action, ParkCommit commit) noexcept {
   Worker* w = self->worker;
   self->last_worker = w->index;
-  Fiber* next = find_local(w, commit.run == nullptr);
+  Fiber* next = find_local(w, !commit);
   if (!next && action != SwitchAction::exit) next = steal(w, false);
   w->current = next;
-  if (next) {
-    if (!next->ctx.fctx) give_stack(w, next);
-    next->worker = w;
-  }
+  if (next) about_to_run(w, next);
   ExecutionContext& to = next ? next->ctx : w->root;
   Handoff h{&self->ctx, self, action, w, commit};
   land(switch_context(w->thread_switch_state, self->ctx, to, &h,
@@ -1050,7 +1043,7 @@ inline void Runtime::switch_away(Fiber* self, SwitchAction action, ParkCommit co
 }
 
 inline void Runtime::park_current(Fiber* self, ParkCommit commit) noexcept {
-  if (commit.run) {
+  if (commit) {
     switch_away(self, SwitchAction::park, commit);
     return;  // the waker set the state back to running
   }
