@@ -141,6 +141,13 @@ class LocalRunQueue {
     }
   }
 
+  // mark() is a thief's look at the ring, for waited_since(): true while a
+  // fiber that was queued at that look is still queued, i.e. the owner has
+  // not got to it in all the time since. Any thread.
+  std::uint32_t mark() const noexcept { return tail_.load(std::memory_order_acquire); }
+  bool waited_since(std::uint32_t mark) const noexcept {
+    return static_cast<std::int32_t>(mark - head_.load(std::memory_order_acquire)) > 0;
+  }
   bool empty() const noexcept {
     return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire);
   }

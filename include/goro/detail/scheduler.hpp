@@ -19,6 +19,11 @@
 // and never held across a switch. User code must treat thread_local variables
 // and thread-affine locks (std::mutex) as not surviving a blocking goro call.
 //
+// Stealing is patient: a worker steals from another only work that has
+// waited there a grace period (or a deep queue), so communicating fibers
+// stay on one worker while it keeps up (Runtime::spin_for_work). A fiber
+// that finds nothing local switches to its worker's root, which steals.
+//
 // Spinning and idling (no lost wake-ups). At most half the busy workers spin
 // looking for work. A worker that stops spinning decrements n_spinning_ and
 // then re-checks every queue; one going idle registers in idle_ (under
@@ -115,6 +120,14 @@ struct Handoff {
   ParkCommit commit;       // park: run once `from` is switched out, if set
 };
 
+// VictimMark is what a spinning worker saw of another worker's queues at
+// its last mark: a fiber still queued since then has waited ever since.
+struct VictimMark {
+  std::uint32_t ring_tail = 0;
+  std::uint32_t tick = 0;
+  Fiber* runnext = nullptr;
+};
+
 struct alignas(64) Worker {
   static constexpr std::size_t kStackCache = 256;
   static constexpr std::size_t kBlockCache = 256;
@@ -124,9 +137,11 @@ struct alignas(64) Worker {
   LocalRunQueue runq;
   std::atomic<Fiber*> runnext{nullptr};
   std::uint32_t runnext_streak = 0;
-  std::uint32_t tick = 0;
+  std::atomic<std::uint32_t> tick{0};  // scheduling rounds; written by the owner only
   std::uint64_t rng = 0;
   bool spinning = false;  // counted in Runtime::n_spinning_
+  std::vector<VictimMark> victim_marks;  // one per worker, see Runtime::spin_for_work
+  std::int64_t victims_marked_at = 0;    // now_ns() of the marks
   ExecutionContext root;  // the worker thread's own stack
   ThreadSwitchState thread_switch_state;  // of the worker thread
   Fiber* current = nullptr;  // fiber running on this worker, null in root
@@ -160,6 +175,12 @@ class Runtime {
   static constexpr std::uint32_t kRunnextStreak = 64;
   static constexpr std::uint32_t kTimerCheckTicks = 16;
   static constexpr std::uint32_t kGlobalFairnessTicks = 61;
+  // Stealing and spinning (see spin_for_work).
+  static constexpr std::uint32_t kDeepQueue = 32;
+  static constexpr std::int64_t kStealGraceNs = 10'000;
+  static constexpr std::int64_t kLookIntervalNs = 5'000;
+  static constexpr std::int64_t kIdleSpinNs = 5'000;
+  static constexpr std::int64_t kBusySpinNs = 500'000;
 
   explicit Runtime(const RuntimeConfig& config);
   ~Runtime();
@@ -212,7 +233,7 @@ class Runtime {
   Fiber* refill_from_global(Worker* w) noexcept;
   Fiber* pick_migrating(Worker* w) noexcept;
   void requeue(Worker* w, Fiber* f) noexcept;
-  Fiber* steal(Worker* w, bool take_runnext) noexcept;
+  Fiber* steal_from_others(Worker* w, bool& others_have_work) noexcept;
   Fiber* spin_for_work(Worker* w) noexcept;
   bool any_work_visible() noexcept;
   void go_idle(Worker* w) noexcept;
@@ -414,6 +435,7 @@ inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(
     w->rt = this;
     w->index = static_cast<std::uint32_t>(i);
     w->stack_cache.reserve(Worker::kStackCache + 1);  // exiting fibers never allocate
+    w->victim_marks.resize(config_.workers);
     seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
     w->rng = config_.sched_seed ? (config_.sched_seed * 0x9E3779B97F4A7C15ULL) | 1 : seed | 1;
     workers_.push_back(std::move(w));
@@ -802,13 +824,14 @@ inline Fiber* Runtime::pick_migrating(Worker* w) noexcept {
 // fiber that still holds the lock of a Publish::after_switch wait passes
 // may_run_timers = false: firing a timer could need that very lock.
 inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) noexcept {
-  ++w->tick;
-  if (may_run_timers && w->tick % kTimerCheckTicks == 0 && !timers().empty()) {
+  const std::uint32_t tick = w->tick.load(std::memory_order_relaxed) + 1;
+  w->tick.store(tick, std::memory_order_relaxed);  // read by thieves (steal_from_others)
+  if (may_run_timers && tick % kTimerCheckTicks == 0 && !timers().empty()) {
     timers().run_due(now_ns());
   }
   if (seeded()) return pick_seeded(w);
   if (config_.force_migration) return pick_migrating(w);
-  if (w->tick % kGlobalFairnessTicks == 0) {
+  if (tick % kGlobalFairnessTicks == 0) {
     if (Fiber* f = global_.pop()) return f;
   }
   if (Fiber* f = w->runnext.load(std::memory_order_relaxed)) {
@@ -843,17 +866,33 @@ inline Fiber* Runtime::refill_from_global(Worker* w) noexcept {
   return first;
 }
 
-inline Fiber* Runtime::steal(Worker* w, bool take_runnext) noexcept {
+// steal_from_others() takes half of another worker's ring, or its runnext
+// fiber, when that work is owed to a thief (see spin_for_work), and tells in
+// `others_have_work` whether any other worker has anything queued at all.
+inline Fiber* Runtime::steal_from_others(Worker* w, bool& others_have_work) noexcept {
+  const std::int64_t now = now_ns();
+  const bool graced = now - w->victims_marked_at >= kStealGraceNs;
+  if (graced) w->victims_marked_at = now;
   const std::size_t n = workers_.size();
-  if (n < 2) return nullptr;
+  others_have_work = false;
   std::size_t start = w->next_random() % n;
   for (std::size_t i = 0; i < n; ++i) {
     Worker* victim = workers_[(start + i) % n].get();
     if (victim == w) continue;
-    if (Fiber* f = victim->runq.steal_into(w->runq)) return f;
-    if (take_runnext && victim->runnext.load(std::memory_order_relaxed)) {
+    VictimMark& m = w->victim_marks[victim->index];
+    const bool ring_waited = graced && victim->runq.waited_since(m.ring_tail);
+    if (ring_waited || victim->runq.size() >= kDeepQueue) {
+      if (Fiber* f = victim->runq.steal_into(w->runq)) return f;
+    }
+    // The same runnext fiber and no scheduling round in between: its worker
+    // has been running one fiber since the last mark.
+    Fiber* next = victim->runnext.load(std::memory_order_relaxed);
+    const std::uint32_t tick = victim->tick.load(std::memory_order_relaxed);
+    if (graced && next && next == m.runnext && tick == m.tick) {
       if (Fiber* f = victim->runnext.exchange(nullptr, std::memory_order_acq_rel)) return f;
     }
+    if (graced) m = {victim->runq.mark(), tick, next};
+    others_have_work = others_have_work || next || !victim->runq.empty();
   }
   return nullptr;
 }
@@ -874,6 +913,19 @@ inline void Runtime::stop_spinning(Worker* w) noexcept {
 }
 
 // spin_for_work() looks around for a while before the worker sleeps.
+//
+// Patient stealing. A thief takes another worker's fibers at once only from
+// a deep queue (kDeepQueue); otherwise only fibers that have waited a whole
+// grace period (kStealGraceNs) without their worker getting to them. A
+// worker that cycles through a few fibers faster than that is keeping up,
+// and moving them here would trade its warm cache for two cores contending
+// on whatever those fibers share: a channel-fed pool of 6 fibers ran at
+// ~200 ns a job on 2 workers with eager stealing, ~75 on one worker
+// (docs/performance.md). CPU-bound fibers are stolen one grace later.
+//
+// While another worker has work queued the spinner keeps looking, up to
+// kBusySpinNs: as long as it spins, the workers queueing fibers do not pay a
+// futex wake (tens of microseconds on a VM) to bring an idle worker back.
 inline Fiber* Runtime::spin_for_work(Worker* w) noexcept {
   const std::uint32_t busy = static_cast<std::uint32_t>(workers_.size()) -
                              n_idle_.load(std::memory_order_seq_cst);
@@ -882,13 +934,21 @@ inline Fiber* Runtime::spin_for_work(Worker* w) noexcept {
     w->spinning = true;
     n_spinning_.fetch_add(1, std::memory_order_seq_cst);
   }
-  for (int round = 0; round < 4; ++round) {
+  const std::int64_t start = now_ns();
+  for (;;) {
     timers().run_due(now_ns());
     if (Fiber* f = find_local(w)) return f;
-    if (Fiber* f = steal(w, round == 3)) return f;
-    for (int i = 0; i < 50; ++i) GORO_CPU_RELAX();
+    bool others_have_work = false;
+    if (workers_.size() > 1) {
+      if (Fiber* f = steal_from_others(w, others_have_work)) return f;
+    }
+    const std::int64_t looked = now_ns();
+    if (looked - start > (others_have_work ? kBusySpinNs : kIdleSpinNs)) return nullptr;
+    // Look again later: every look reads cache lines the other workers write.
+    do {
+      for (int i = 0; i < 32; ++i) GORO_CPU_RELAX();
+    } while (global_.empty() && now_ns() - looked < kLookIntervalNs);
   }
-  return nullptr;
 }
 
 // go_idle() sleeps until woken or the next timer is due.
@@ -1032,8 +1092,7 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
 inline void Runtime::switch_away(Fiber* self, SwitchAction action, ParkCommit commit) noexcept {
   Worker* w = self->worker;
   self->last_worker = w->index;
-  Fiber* next = find_local(w, !commit);
-  if (!next && action != SwitchAction::exit) next = steal(w, false);
+  Fiber* next = find_local(w, !commit);  // stealing is the root's job: see spin_for_work
   w->current = next;
   if (next) about_to_run(w, next);
   ExecutionContext& to = next ? next->ctx : w->root;
