@@ -51,26 +51,52 @@ TEST_CASE("TestNonblockSelectRace: a ready case is never passed over for default
       with_workers(workers));
 }
 
-TEST_CASE("TestSelectFairness: two always-ready cases split 50/50 within 5 sigma", "[select][go]") {
-  const int trials = 10'000;
-  int counts[2] = {0, 0};
+// Fairness: six channels, of which those in `ready` hold a value for every
+// trial and the others stay empty; `trials` selects over all six, through
+// the variadic form or the dynamic one. Returns how often each case won.
+std::vector<int> selection_counts(const std::vector<int>& ready, int trials, bool dynamic) {
+  std::vector<int> counts(6, 0);
   goro::run(
       [&] {
-        goro::Channel<int> a(trials + 1), b(trials + 1);
-        for (int i = 0; i < trials; ++i) {
-          a.send(i);
-          b.send(i);
+        std::vector<goro::Channel<int>> chans;
+        for (int i = 0; i < 6; ++i) chans.emplace_back(trials + 1);
+        for (int r : ready) {
+          for (int i = 0; i < trials; ++i) chans[static_cast<std::size_t>(r)].send(i);
         }
+        std::vector<goro::SelectCase> cases;
+        for (auto& c : chans) cases.emplace_back(goro::recv(c));
         for (int i = 0; i < trials; ++i) {
-          std::size_t k = goro::select(goro::recv(a), goro::recv(b));
+          std::size_t k = dynamic ? goro::select(cases)
+                                  : goro::select(goro::recv(chans[0]), goro::recv(chans[1]),
+                                                 goro::recv(chans[2]), goro::recv(chans[3]),
+                                                 goro::recv(chans[4]), goro::recv(chans[5]));
           counts[k]++;
         }
       },
       with_workers(1));
-  const double sigma = std::sqrt(trials * 0.25);
-  INFO("counts " << counts[0] << " / " << counts[1]);
-  CHECK(std::abs(counts[0] - trials / 2.0) < 5 * sigma);
-  CHECK(counts[0] + counts[1] == trials);
+  return counts;
+}
+
+TEST_CASE("TestSelectFairness: always-ready cases split evenly within 5 sigma", "[select][go]") {
+  const int trials = 12'000;
+  const bool dynamic = GENERATE(false, true);
+  const std::vector<int> ready = GENERATE(std::vector<int>{0, 1}, std::vector<int>{1, 3, 4},
+                                          std::vector<int>{0, 1, 2, 3, 4, 5});
+  const std::vector<int> counts = selection_counts(ready, trials, dynamic);
+  const double p = 1.0 / static_cast<double>(ready.size());
+  const double sigma = std::sqrt(trials * p * (1 - p));
+  int total = 0;
+  for (int i = 0; i < 6; ++i) {
+    const bool is_ready = std::find(ready.begin(), ready.end(), i) != ready.end();
+    INFO((dynamic ? "dynamic" : "variadic") << " select, case " << i << " won " << counts[i] << " times");
+    if (is_ready) {
+      CHECK(std::abs(counts[i] - trials * p) < 5 * sigma);
+    } else {
+      CHECK(counts[i] == 0);
+    }
+    total += counts[i];
+  }
+  CHECK(total == trials);
 }
 
 TEST_CASE("TestSelectStress: selecting senders and receivers on capacities 0,0,2,3", "[select][go]") {
@@ -357,28 +383,6 @@ TEST_CASE("dynamic select: fan-in over 64 channels from 64 producers through one
         CHECK(std::all_of(seen.begin(), seen.end(), [](std::uint8_t n) { return n == 1; }));
       },
       with_workers(workers));
-}
-
-TEST_CASE("dynamic select: two always-ready cases split 50/50 within 5 sigma", "[select][dynamic]") {
-  const int trials = 10'000;
-  int counts[2] = {0, 0};
-  goro::run(
-      [&] {
-        goro::Channel<int> a(trials + 1), b(trials + 1);
-        for (int i = 0; i < trials; ++i) {
-          a.send(i);
-          b.send(i);
-        }
-        std::vector<goro::SelectCase> cases;
-        cases.emplace_back(goro::recv(a));
-        cases.emplace_back(goro::recv(b));
-        for (int i = 0; i < trials; ++i) counts[goro::select(cases)]++;
-      },
-      with_workers(1));
-  const double sigma = std::sqrt(trials * 0.25);
-  INFO("counts " << counts[0] << " / " << counts[1]);
-  CHECK(std::abs(counts[0] - trials / 2.0) < 5 * sigma);
-  CHECK(counts[0] + counts[1] == trials);
 }
 
 TEST_CASE("dynamic select: default is taken only when no case is ready", "[select][dynamic]") {
