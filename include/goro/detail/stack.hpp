@@ -105,6 +105,15 @@ class StackPool {
   bool keep_locked(Stack s) noexcept;
 
   Stack carve_unguarded(std::size_t size);
+  // fault_in_top_page() commits the page a fiber's first frames will use,
+  // here, on the thread that just mapped the stack. Left to the fiber's
+  // first run, the fault would land on whichever worker runs it, while this
+  // thread goes on mapping: the two then wait on each other for the address
+  // space (context cancel's first round, 10,000 fresh stacks on 2 workers:
+  // 25 -> 6 us per fiber).
+  static void fault_in_top_page(const Stack& s) noexcept {
+    static_cast<volatile char*>(s.base)[s.size - 1] = 0;
+  }
 
   SpinLock lock_;
   // All guarded by lock_ and of size size_: warm_ keep their pages (at most
@@ -187,6 +196,7 @@ inline Stack StackPool::map_stack(std::size_t size) {
                             "goro: cannot protect the guard page of a fiber stack");
   }
   Stack s{guarded ? region + page : region, size, guarded};
+  fault_in_top_page(s);
   guarded_live_.fetch_add(1, std::memory_order_relaxed);
   return s;
 }
