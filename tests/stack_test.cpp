@@ -2,8 +2,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "child_process.hpp"
 #include "test_support.hpp"
@@ -54,6 +57,56 @@ TEST_CASE("stacks are guarded under the mapping budget, pooled and reused", "[st
   goro::detail::Stack b = pool.acquire(100 * 1024);
   CHECK(b.base == a.base);  // warm stacks are reused first
   pool.release(b);
+}
+
+// CTest runs this file twice: as is, and with GORO_GUARD_MARKERS=0, which
+// must select the mapping-budget scheme on any kernel.
+bool markers_disabled_by_env() {
+  const char* env = std::getenv("GORO_GUARD_MARKERS");
+  return env != nullptr && std::string(env) == "0";
+}
+
+TEST_CASE("guard markers guard every stack from slabs; without them, guards stay in the mapping budget",
+          "[stack]") {
+  auto& pool = goro::detail::StackPool::instance();
+  if (markers_disabled_by_env()) CHECK_FALSE(pool.guard_markers());
+  INFO("guard markers: " << pool.guard_markers());
+  std::vector<goro::detail::Stack> stacks;
+  for (std::size_t i = 0; i < 3 * goro::detail::StackPool::kSlabStacks; ++i) {
+    stacks.push_back(pool.acquire(100 * 1024));
+  }
+  for (const auto& s : stacks) {
+    if (pool.guard_markers()) {
+      CHECK(s.guarded);
+      CHECK(s.in_slab);
+    } else {
+      CHECK(s.guarded != s.in_slab);  // a mapping of its own with a guard, or a bare slab slot
+    }
+    s.base[0] = 1;  // the whole usable range is writable
+    s.top()[-1] = 1;
+  }
+  CHECK(pool.guarded_live() <= pool.guard_budget());
+  for (const auto& s : stacks) pool.release(s);
+}
+
+TEST_CASE("writing just below a guarded stack faults", "[stack]") {
+  if (goro_test::kTsan || goro_test::kAsan) {
+    SUCCEED("skipped under sanitizers: they own SIGSEGV");
+    return;
+  }
+  auto [err, status] = run_in_child([] {
+    goro::detail::Stack s = goro::detail::StackPool::instance().acquire(100 * 1024);
+    if (!s.guarded) std::_Exit(3);  // nothing to test: the parent accepts this
+    static_cast<volatile char*>(s.base)[-1] = 1;
+    std::_Exit(0);  // not reached if the guard works
+  });
+  INFO("child stderr: " << err);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+    SUCCEED("this stack came unguarded");
+    return;
+  }
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGSEGV);
 }
 
 TEST_CASE("a fiber's control block and a small callable fit in its first page", "[stack]") {
