@@ -203,22 +203,21 @@ namespace detail {
 template <class T>
 void ChanOps<T>::send(ChanState<T>* c, T& v) {
   if (!c) park_forever("chan send (nil chan)");
-  ChanWaiter<T> self_waiter;
-  Parker* self = nullptr;
   {
-    WakeList wake;
+    WakeList wake;  // declared first: unparks after the lock is released
     std::unique_lock lock(c->lock);
     if (c->closed_locked()) {
       lock.unlock();
       throw_send_on_closed();
     }
     if (c->try_send_locked(v, wake)) return;
-    self = &Parker::current();
-    self_waiter.ticket = self->prepare("chan send", Publish::after_switch);
-    self_waiter.send_value = &v;
-    c->enqueue_sender(&self_waiter);
-    lock.release();  // park's commit unlocks it
+    lock.release();  // still locked: parked below, unlocked by park's commit
   }
+  ChanWaiter<T> self_waiter;
+  Parker* self = &Parker::current();
+  self_waiter.ticket = self->prepare("chan send", Publish::after_switch);
+  self_waiter.send_value = &v;
+  c->enqueue_sender(&self_waiter);
   WakeReason reason = self->park(ParkCommit::unlock(c->lock));
   if (reason == WakeReason::unwind) {
     std::lock_guard lock(c->lock);
@@ -232,18 +231,17 @@ template <class T>
 std::optional<T> ChanOps<T>::recv(ChanState<T>* c) {
   if (!c) park_forever("chan receive (nil chan)");
   std::optional<T> out;
-  ChanWaiter<T> self_waiter;
-  Parker* self = nullptr;
   {
-    WakeList wake;
+    WakeList wake;  // declared first: unparks after the lock is released
     std::unique_lock lock(c->lock);
     if (c->try_recv_locked(out, wake) != RecvStatus::would_block) return out;
-    self = &Parker::current();
-    self_waiter.ticket = self->prepare("chan receive", Publish::after_switch);
-    self_waiter.recv_slot = &out;
-    c->enqueue_receiver(&self_waiter);
-    lock.release();  // park's commit unlocks it
+    lock.release();  // still locked: parked below, unlocked by park's commit
   }
+  ChanWaiter<T> self_waiter;
+  Parker* self = &Parker::current();
+  self_waiter.ticket = self->prepare("chan receive", Publish::after_switch);
+  self_waiter.recv_slot = &out;
+  c->enqueue_receiver(&self_waiter);
   if (self->park(ParkCommit::unlock(c->lock)) == WakeReason::unwind) {
     std::lock_guard lock(c->lock);
     c->dequeue_receiver(&self_waiter);

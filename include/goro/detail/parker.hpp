@@ -176,7 +176,16 @@ class WakeList {
     add(t.parker);
     return true;
   }
+  // flush() is inline and usually finds the list empty; the loop lives out
+  // of line, so an empty flush costs a load and a branch, not a function's
+  // register saves (about 15 instructions, twice per buffered item).
   void flush() noexcept {
+    if (head_) unpark_all();
+  }
+  bool empty() const noexcept { return head_ == nullptr; }
+
+ private:
+  GORO_NOINLINE void unpark_all() noexcept {
     Parker* p = head_;
     head_ = tail_ = nullptr;
     while (p) {
@@ -185,9 +194,7 @@ class WakeList {
       p = next;
     }
   }
-  bool empty() const noexcept { return head_ == nullptr; }
 
- private:
   Parker* head_ = nullptr;
   Parker* tail_ = nullptr;
 };

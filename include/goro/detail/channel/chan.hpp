@@ -142,35 +142,35 @@ class ChanState : public ChanBase {
   // returns true, or returns false (v untouched) when it would block. The
   // channel must be open.
   bool try_send_locked(T& v, WakeList& wake) {
-    if (ChanWaiter<T>* r = recvq_.take(wake)) {
-      r->recv_slot->emplace(std::move(v));
-      sync_mirrors();
-      return true;
+    if (!recvq_.empty()) {
+      ChanWaiter<T>* r = recvq_.take(wake);
+      if (r) r->recv_slot->emplace(std::move(v));
+      sync_mirrors();  // take() dequeued r, or stale waiters only
+      if (r) return true;
     }
-    if (!buffer_.full()) {
-      buffer_.push(std::move(v));
-      sync_mirrors();
-      return true;
-    }
-    return false;
+    if (buffer_.full()) return false;
+    buffer_.push(std::move(v));
+    sync_count();
+    return true;
   }
 
   // try_recv_locked() takes a value into `out`, or reports closed-and-drained,
   // or would_block.
   RecvStatus try_recv_locked(std::optional<T>& out, WakeList& wake) {
-    if (ChanWaiter<T>* s = sendq_.take(wake)) {
-      if (buffer_.capacity() == 0) {
+    if (!sendq_.empty()) {
+      ChanWaiter<T>* s = sendq_.take(wake);
+      if (s && buffer_.capacity() == 0) {
         out.emplace(std::move(*s->send_value));
-      } else {  // full buffer: take its head, the sender's value goes to the tail
+      } else if (s) {  // full buffer: take its head, the sender's value goes to the tail
         out.emplace(buffer_.pop());
         buffer_.push(std::move(*s->send_value));
       }
-      sync_mirrors();
-      return RecvStatus::value;
+      sync_mirrors();  // take() dequeued s, or stale waiters only
+      if (s) return RecvStatus::value;
     }
     if (!buffer_.empty()) {
       out.emplace(buffer_.pop());
-      sync_mirrors();
+      sync_count();
       return RecvStatus::value;
     }
     return closed_ ? RecvStatus::closed : RecvStatus::would_block;
@@ -207,8 +207,10 @@ class ChanState : public ChanBase {
   }
 
  private:
+  // sync_count() is enough after an operation that touched only the buffer.
+  void sync_count() noexcept { count_.store(buffer_.size(), std::memory_order_release); }
   void sync_mirrors() noexcept {
-    count_.store(buffer_.size(), std::memory_order_release);
+    sync_count();
     // Stored only when they change, so the line they share stays clean in
     // every core's cache while nobody waits.
     store_if_changed(send_waiting_, sendq_.size());
