@@ -83,10 +83,13 @@ struct ThreadState {
   Worker* worker = nullptr;  // set on goro's worker threads
 };
 
-GORO_NOINLINE inline ThreadState& thread_state() noexcept {
-  thread_local ThreadState state;
-  return state;
-}
+// Read only through the GORO_NOINLINE accessors below (thread_state(),
+// current_worker(), current_fiber()), so no inlined caller can keep this
+// thread's address across a switch that lands it on another thread. Each
+// accessor reads it directly: one call, no nested accessor.
+inline thread_local ThreadState t_thread_state;
+
+GORO_NOINLINE inline ThreadState& thread_state() noexcept { return t_thread_state; }
 
 inline std::atomic<Runtime*> g_runtime{nullptr};
 // Held by threads outside the runtime (plain threads, the TimerService) while
@@ -284,10 +287,10 @@ class Runtime {
 // ---------------------------------------------------------------------------
 // Accessors
 
-GORO_NOINLINE inline Worker* current_worker() noexcept { return thread_state().worker; }
+GORO_NOINLINE inline Worker* current_worker() noexcept { return t_thread_state.worker; }
 
 GORO_NOINLINE inline Fiber* current_fiber() noexcept {
-  Worker* w = thread_state().worker;
+  Worker* w = t_thread_state.worker;
   return w ? w->current : nullptr;
 }
 
