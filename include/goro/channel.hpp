@@ -57,6 +57,10 @@ struct ChanOps {
   static bool try_send(ChanState<T>* c, T& v);
   static std::optional<T> try_recv(ChanState<T>* c);
   static void close(ChanState<T>* c);
+
+ private:
+  enum class Side { sender, receiver };
+  static void park_queued(ChanState<T>* c, ChanWaiter<T>& w, Side side);
 };
 
 [[noreturn]] inline void park_forever(const char* what) {
@@ -214,16 +218,8 @@ void ChanOps<T>::send(ChanState<T>* c, T& v) {
     lock.release();  // still locked: parked below, unlocked by park's commit
   }
   ChanWaiter<T> self_waiter;
-  Parker* self = &Parker::current();
-  self_waiter.ticket = self->prepare("chan send", Publish::after_switch);
   self_waiter.send_value = &v;
-  c->enqueue_sender(&self_waiter);
-  WakeReason reason = self->park(ParkCommit::unlock(c->lock));
-  if (reason == WakeReason::unwind) {
-    std::lock_guard lock(c->lock);
-    c->dequeue_sender(&self_waiter);
-    throw FiberUnwind{};
-  }
+  park_queued(c, self_waiter, Side::sender);
   if (self_waiter.closed) throw_send_on_closed();
 }
 
@@ -238,16 +234,26 @@ std::optional<T> ChanOps<T>::recv(ChanState<T>* c) {
     lock.release();  // still locked: parked below, unlocked by park's commit
   }
   ChanWaiter<T> self_waiter;
-  Parker* self = &Parker::current();
-  self_waiter.ticket = self->prepare("chan receive", Publish::after_switch);
   self_waiter.recv_slot = &out;
-  c->enqueue_receiver(&self_waiter);
-  if (self->park(ParkCommit::unlock(c->lock)) == WakeReason::unwind) {
+  park_queued(c, self_waiter, Side::receiver);
+  return out;  // empty if woken by close()
+}
+
+// park_queued(): c must be locked. Queues `w` on c's senders or receivers,
+// parks with c's lock handed to the switch (unlocked once this fiber is
+// switched out), and returns when a partner or close() woke it; on unwind,
+// dequeues `w` and throws FiberUnwind.
+template <class T>
+GORO_ALWAYS_INLINE void ChanOps<T>::park_queued(ChanState<T>* c, ChanWaiter<T>& w, Side side) {
+  Parker& self = Parker::current();
+  const bool sender = side == Side::sender;
+  w.ticket = self.prepare(sender ? "chan send" : "chan receive", Publish::after_switch);
+  sender ? c->enqueue_sender(&w) : c->enqueue_receiver(&w);
+  if (self.park(ParkCommit::unlock(c->lock)) == WakeReason::unwind) {
     std::lock_guard lock(c->lock);
-    c->dequeue_receiver(&self_waiter);
+    sender ? c->dequeue_sender(&w) : c->dequeue_receiver(&w);
     throw FiberUnwind{};
   }
-  return out;  // empty if woken by close()
 }
 
 template <class T>

@@ -29,6 +29,9 @@
 // resume on another worker thread, and an inlined thread_local access lets the
 // compiler reuse the address it computed before the switch.
 #define GORO_NOINLINE __attribute__((noinline))
+// A helper that must cost nothing over writing its body at each call site
+// (channel parking, shared by send and receive).
+#define GORO_ALWAYS_INLINE __attribute__((always_inline)) inline
 
 #if defined(__x86_64__) || defined(__i386__)
 #define GORO_CPU_RELAX() __builtin_ia32_pause()

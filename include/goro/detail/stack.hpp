@@ -44,8 +44,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <mutex>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>

@@ -144,9 +144,11 @@ class ChanState : public ChanBase {
   bool try_send_locked(T& v, WakeList& wake) {
     if (!recvq_.empty()) {
       ChanWaiter<T>* r = recvq_.take(wake);
-      if (r) r->recv_slot->emplace(std::move(v));
-      sync_mirrors();  // take() dequeued r, or stale waiters only
-      if (r) return true;
+      sync_mirrors();  // take() dequeued r, or only stale waiters
+      if (r) {
+        r->recv_slot->emplace(std::move(v));
+        return true;
+      }
     }
     if (buffer_.full()) return false;
     buffer_.push(std::move(v));
@@ -159,14 +161,16 @@ class ChanState : public ChanBase {
   RecvStatus try_recv_locked(std::optional<T>& out, WakeList& wake) {
     if (!sendq_.empty()) {
       ChanWaiter<T>* s = sendq_.take(wake);
-      if (s && buffer_.capacity() == 0) {
-        out.emplace(std::move(*s->send_value));
-      } else if (s) {  // full buffer: take its head, the sender's value goes to the tail
-        out.emplace(buffer_.pop());
-        buffer_.push(std::move(*s->send_value));
+      sync_mirrors();  // take() dequeued s, or only stale waiters
+      if (s) {
+        if (buffer_.capacity() == 0) {
+          out.emplace(std::move(*s->send_value));
+        } else {  // full buffer: take its head, the sender's value goes to the tail
+          out.emplace(buffer_.pop());
+          buffer_.push(std::move(*s->send_value));
+        }
+        return RecvStatus::value;
       }
-      sync_mirrors();  // take() dequeued s, or stale waiters only
-      if (s) return RecvStatus::value;
     }
     if (!buffer_.empty()) {
       out.emplace(buffer_.pop());

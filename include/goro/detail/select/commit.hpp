@@ -273,15 +273,18 @@ class TupleCases {
 
 // poll_each_alone() is pass 0: in `order`, the first case that looks ready
 // and completes under its own channel's lock wins; its handler runs after
-// that lock is released. Returns the winner, or kNoCase.
+// that lock is released. Returns the winner, or kNoCase with `any_looked_ready`
+// telling whether any case looked ready at all.
 template <class Cases>
-std::size_t poll_each_alone(Cases& cases, const std::size_t* order) {
+std::size_t poll_each_alone(Cases& cases, const std::size_t* order, bool& any_looked_ready) {
   WakeList wake;  // a failed poll adds nothing to it
+  any_looked_ready = false;
   for (std::size_t k = 0; k < cases.size(); ++k) {
     bool won = false;
     cases.visit(order[k], [&](auto& c) {
       ChanBase* chan = c.channel();
       if (!chan || !c.maybe_ready()) return;
+      any_looked_ready = true;
       std::lock_guard guard(chan->lock);
       won = c.poll(wake);
     });
@@ -312,16 +315,15 @@ std::size_t select_commit(Cases& cases) {
     shuffle_poll_order(order.data(), n);
 
     // 2. Pass 0: one channel at a time.
-    if (std::size_t winner = poll_each_alone(cases, order.data()); winner != kNoCase) return winner;
+    bool any_looked_ready = false;
+    if (std::size_t winner = poll_each_alone(cases, order.data(), any_looked_ready); winner != kNoCase) {
+      return winner;
+    }
 
-    // Non-blocking: nothing looks ready, so default it is.
-    if (default_index != kNoCase) {
-      bool any = false;
-      cases.for_each([&](auto& c, std::size_t) { any = any || c.maybe_ready(); });
-      if (!any) {
-        cases.visit(default_index, [](auto& c) { c.finish(); });
-        return default_index;
-      }
+    // Non-blocking: nothing looked ready in pass 0, so default it is.
+    if (default_index != kNoCase && !any_looked_ready) {
+      cases.visit(default_index, [](auto& c) { c.finish(); });
+      return default_index;
     }
 
     // 3. Lock order, then pass 1.
@@ -330,7 +332,7 @@ std::size_t select_commit(Cases& cases) {
     {
       WakeList wake;  // flushed after the locks are released
       locks.lock();
-      // 3. Pass 1: the first ready case in poll order wins.
+      // Pass 1: the first ready case in poll order wins.
       for (std::size_t k = 0; k < n && winner == kNoCase; ++k) {
         cases.visit(order[k], [&](auto& c) {
           if (c.poll(wake)) winner = order[k];
