@@ -431,11 +431,13 @@ TEST_CASE("dynamic select: the timeout case fires when nothing else is ready", "
       [] {
         goro::Channel<int> never, nil = nullptr;
         bool timed_out = false;
+        // The deadline is fixed when goro::timeout() is called, so the clock
+        // starts before the case is built.
+        const auto start = std::chrono::steady_clock::now();
         std::vector<goro::SelectCase> cases;
         cases.emplace_back(goro::recv(never));
         cases.emplace_back(goro::recv(nil));
         cases.emplace_back(goro::timeout(20ms, [&] { timed_out = true; }));
-        const auto start = std::chrono::steady_clock::now();
         CHECK(goro::select(cases) == 2);
         CHECK(timed_out);
         CHECK(std::chrono::steady_clock::now() - start >= 20ms);
