@@ -183,10 +183,11 @@ TEST_CASE("exhaustion: no stack can be mapped -> go() throws system_error; the r
 }
 
 // Known bug (reported): a fiber that exits while malloc fails terminates the
-// process. Runtime::release_fiber() (noexcept, run from land()) pushes the
-// stack onto Worker::stack_cache, and StackPool::release/release_batch onto
-// StackPool::warm_, both std::vectors that may need to grow: std::bad_alloc
-// in a noexcept function would be std::terminate (fixed: see docs/reliability.md).
+// process. Runtime::release_fiber() (noexcept, run from land()) pushed the
+// stack onto Worker::stack_cache (then a std::vector), and
+// StackPool::release/release_batch push onto StackPool::warm_, a vector that
+// may need to grow: std::bad_alloc in a noexcept function would be
+// std::terminate (fixed: see docs/reliability.md).
 TEST_CASE("exhaustion: fibers finish, and a channel is closed and drained, while malloc fails",
           "[exhaustion]") {
   if (goro_test::kTsan || goro_test::kAsan) {

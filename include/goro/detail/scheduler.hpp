@@ -133,6 +133,7 @@ struct VictimMark {
 
 struct alignas(64) Worker {
   static constexpr std::size_t kStackCache = 256;
+  static_assert(StackCache::kCapacity == kStackCache + 1, "one push past kStackCache, then a trim");
   static constexpr std::size_t kBlockCache = 256;
 
   Runtime* rt = nullptr;
@@ -151,7 +152,7 @@ struct alignas(64) Worker {
   std::atomic<std::uint32_t> wake_word{0};
   Worker* next_idle = nullptr;  // guarded by Runtime::idle_mutex_
   bool idle = false;            // guarded by Runtime::idle_mutex_
-  std::vector<Stack> stack_cache;
+  StackCache stack_cache;
   FiberBlockList block_cache;  // free fiber blocks, LIFO
   static constexpr std::uint64_t kFiberIdBlock = 256;
   std::uint64_t next_fiber_id = 0;  // ids [next_fiber_id, fiber_id_end) are this worker's
@@ -441,7 +442,6 @@ inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(
     auto w = std::make_unique<Worker>();
     w->rt = this;
     w->index = static_cast<std::uint32_t>(i);
-    w->stack_cache.reserve(Worker::kStackCache + 1);  // exiting fibers never allocate
     w->victim_marks.resize(config_.workers);
     seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
     w->rng = config_.sched_seed ? (config_.sched_seed * 0x9E3779B97F4A7C15ULL) | 1 : seed | 1;
@@ -653,9 +653,7 @@ inline Stack Runtime::take_stack(Worker* w) {
   if (w->stack_cache.empty()) {
     StackPool::instance().acquire_batch(config_.stack_size, Worker::kStackCache / 2, w->stack_cache);
   }
-  Stack s = w->stack_cache.back();
-  w->stack_cache.pop_back();
-  return s;
+  return w->stack_cache.pop();
 }
 
 // take_fiber_id() hands out ids from a block reserved per worker, so
@@ -714,7 +712,7 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
   unregister_fiber(f);
   f->~Fiber();
   release_block(w, f);
-  w->stack_cache.push_back(stack);
+  w->stack_cache.push(stack);  // room: trimmed below after every push
   if (w->stack_cache.size() > Worker::kStackCache) {
     StackPool::instance().release_batch(w->stack_cache, Worker::kStackCache / 2);
   }

@@ -77,6 +77,40 @@ struct Stack {
   bool overflowed(const void* sp) const noexcept { return static_cast<const char*>(sp) < base + 256; }
 };
 
+// StackCache is a worker's private LIFO of free stacks: a fixed array, so
+// an exiting fiber's stack goes back without a call or an allocation, and
+// batches move to and from the pool as plain copies. Not thread-safe: one
+// per worker.
+class StackCache {
+ public:
+  static constexpr std::size_t kCapacity = 257;  // Worker::kStackCache + 1
+
+  bool empty() const noexcept { return size_ == 0; }
+  std::size_t size() const noexcept { return size_; }
+  Stack& back() noexcept { return stacks_[size_ - 1]; }
+  Stack* begin() noexcept { return stacks_.data(); }
+  Stack* end() noexcept { return stacks_.data() + size_; }
+  std::size_t room() const noexcept { return kCapacity - size_; }
+
+  // push() needs room(); pop() a non-empty cache.
+  void push(const Stack& s) noexcept { stacks_[size_++] = s; }
+  Stack pop() noexcept { return stacks_[--size_]; }
+  // append() copies [first, last), which must fit in room().
+  void append(const Stack* first, const Stack* last) noexcept {
+    std::copy(first, last, end());
+    size_ += static_cast<std::size_t>(last - first);
+  }
+  // drop_front() forgets the oldest `n` stacks.
+  void drop_front(std::size_t n) noexcept {
+    std::copy(begin() + n, end(), begin());
+    size_ -= n;
+  }
+
+ private:
+  std::array<Stack, kCapacity> stacks_{};
+  std::size_t size_ = 0;
+};
+
 class StackPool {
  public:
   static constexpr std::size_t kRetainWarm = 4096;
@@ -95,10 +129,11 @@ class StackPool {
     const std::size_t page = page_size();
     return std::max<std::size_t>((size + page - 1) / page * page, 4 * page);
   }
-  // acquire_batch() appends `n` stacks (at least one) to `out`, taking the
-  // pool's lock once; release_batch() returns the oldest `n` of `stacks`.
-  void acquire_batch(std::size_t size, std::size_t n, std::vector<Stack>& out);
-  void release_batch(std::vector<Stack>& stacks, std::size_t n) noexcept;
+  // acquire_batch() appends `n` stacks (at least one; n < out.room()) to
+  // `out`, taking the pool's lock once; release_batch() returns the oldest
+  // `n` of `stacks`.
+  void acquire_batch(std::size_t size, std::size_t n, StackCache& out);
+  void release_batch(StackCache& stacks, std::size_t n) noexcept;
   // release() takes back a stack that no fiber runs on any more.
   void release(Stack stack) noexcept;
   // scavenge() gives back the pages of the oldest pooled stacks beyond
@@ -276,17 +311,17 @@ inline bool StackPool::keep_locked(Stack s) noexcept {
   return true;
 }
 
-inline void StackPool::acquire_batch(std::size_t size, std::size_t n, std::vector<Stack>& out) {
+inline void StackPool::acquire_batch(std::size_t size, std::size_t n, StackCache& out) {
   size = round_size(size);
   {
     std::lock_guard guard(lock_);
     if (size == size_) {
-      // Whole ranges off the back (the warmest end): a stack costs a copy,
-      // not a push_back (the batches carry a 100,000-fiber burst through the
-      // pool: per-stack push_backs were 9% of spawn+join's instructions).
+      // Whole ranges off the back (the warmest end): the batches carry a
+      // 100,000-fiber burst through the pool, and one push_back per stack
+      // was 9% of spawn+join's instructions.
       for (auto* list : {&warm_, &cold_, &slab_}) {
         const std::size_t k = std::min(n, list->size());
-        out.insert(out.end(), list->end() - static_cast<std::ptrdiff_t>(k), list->end());
+        out.append(list->data() + (list->size() - k), list->data() + list->size());
         list->resize(list->size() - k);
         n -= k;
       }
@@ -294,24 +329,23 @@ inline void StackPool::acquire_batch(std::size_t size, std::size_t n, std::vecto
       if (n == 0) return;
     }
   }
-  out.push_back(acquire(size));  // maps new stacks (or resets the pool's size)
+  out.push(acquire(size));  // maps new stacks (or resets the pool's size)
 }
 
-inline void StackPool::release_batch(std::vector<Stack>& stacks, std::size_t n) noexcept {
-  // Takes the first n off `stacks`; never allocates in `stacks` (erase only).
+inline void StackPool::release_batch(StackCache& stacks, std::size_t n) noexcept {
   n = std::min(n, stacks.size());
   std::unique_lock guard(lock_);
   std::size_t kept = 0;
-  while (kept < n && stacks[kept].size == size_) ++kept;
+  while (kept < n && stacks.begin()[kept].size == size_) ++kept;
   try {
-    warm_.insert(warm_.end(), stacks.begin(), stacks.begin() + static_cast<std::ptrdiff_t>(kept));
+    warm_.insert(warm_.end(), stacks.begin(), stacks.begin() + kept);
     warm_count_.store(warm_.size(), std::memory_order_relaxed);
   } catch (const std::bad_alloc&) {
     kept = 0;  // no memory to remember them: give them all back instead
   }
   guard.unlock();
-  for (std::size_t i = kept; i < n; ++i) unmap(stacks[i]);  // another size, or no memory
-  stacks.erase(stacks.begin(), stacks.begin() + static_cast<std::ptrdiff_t>(n));
+  for (std::size_t i = kept; i < n; ++i) unmap(stacks.begin()[i]);  // another size, or no memory
+  stacks.drop_front(n);
 }
 
 inline void StackPool::scavenge() noexcept {
