@@ -81,12 +81,19 @@ struct Worker;
 
 struct ThreadState {
   Worker* worker = nullptr;  // set on goro's worker threads
+  // A worker, or a plain thread the deadlock detector counts (see
+  // note_goro_use()). Set before this thread runs any fiber and never
+  // cleared while fibers run, so it is the one field read inline.
+  bool registered = false;
 };
 
 // Read only through the GORO_NOINLINE accessors below (thread_state(),
 // current_worker(), current_fiber()), so no inlined caller can keep this
 // thread's address across a switch that lands it on another thread. Each
-// accessor reads it directly: one call, no nested accessor.
+// accessor reads it directly: one call, no nested accessor. The exception
+// is `registered`, read inline by note_goro_use(): a fiber that kept an old
+// address reads a worker's copy, true on every worker for as long as any
+// fiber runs, so a stale read gives the same answer.
 inline thread_local ThreadState t_thread_state;
 
 GORO_NOINLINE inline ThreadState& thread_state() noexcept { return t_thread_state; }
@@ -357,9 +364,16 @@ inline WakeReason Parker::park_thread(std::int64_t deadline_ns) {
 }
 
 // note_goro_use() makes a plain thread visible to the deadlock detector from
-// its first goro call on (workers are goro's own and are not counted).
-inline void note_goro_use() noexcept {
+// its first goro call on (workers are goro's own and are not counted). After
+// the first call it is one thread-local load and a branch: Mutex's
+// uncontended lock pays it on every call.
+GORO_NOINLINE inline void register_thread() noexcept {
   if (!current_worker()) thread_parker();
+  thread_state().registered = true;
+}
+
+inline void note_goro_use() noexcept {
+  if (!t_thread_state.registered) register_thread();
 }
 
 inline Parker& Parker::current() {
@@ -1041,6 +1055,7 @@ inline void Runtime::check_deadlock_locked() noexcept {
 
 inline void Runtime::worker_main(Worker* w) noexcept {
   thread_state().worker = w;
+  thread_state().registered = true;
   w->root.adopt_thread();
   w->thread_switch_state = ThreadSwitchState::of_this_thread();
   w->alt_stack.install();
@@ -1060,6 +1075,7 @@ inline void Runtime::worker_main(Worker* w) noexcept {
   stop_spinning(w);
   w->alt_stack.remove();
   thread_state().worker = nullptr;
+  thread_state().registered = false;
 }
 
 inline void Runtime::run_fiber_from_root(Worker* w, Fiber* f) noexcept {
