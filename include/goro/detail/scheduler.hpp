@@ -187,8 +187,11 @@ struct alignas(64) RegistryShard {
 class Runtime {
  public:
   static constexpr std::uint32_t kRunnextStreak = 64;
-  static constexpr std::uint32_t kTimerCheckTicks = 16;
-  static constexpr std::uint32_t kGlobalFairnessTicks = 61;
+  // Every kHousekeepingTicks-th pick (a power of two: a mask, not a
+  // division, on every switch) fires due timers; every kGlobalFairnessTicks-th
+  // takes from the global queue first, so it is never starved.
+  static constexpr std::uint32_t kHousekeepingTicks = 16;
+  static constexpr std::uint32_t kGlobalFairnessTicks = 64;
   // Stealing and spinning (see spin_for_work).
   static constexpr std::uint32_t kDeepQueue = 32;
   static constexpr std::int64_t kStealGraceNs = 10'000;
@@ -243,6 +246,8 @@ class Runtime {
   void worker_main(Worker* w) noexcept;
   void run_fiber_from_root(Worker* w, Fiber* f) noexcept;
   Fiber* find_local(Worker* w, bool may_run_timers = true) noexcept;
+  Fiber* find_local_housekeeping(Worker* w, std::uint32_t tick, bool may_run_timers) noexcept;
+  Fiber* take_local(Worker* w) noexcept;
   Fiber* pick_seeded(Worker* w) noexcept;
   Fiber* refill_from_global(Worker* w) noexcept;
   Fiber* pick_migrating(Worker* w) noexcept;
@@ -272,6 +277,9 @@ class Runtime {
   void for_each_fiber(Fn&& fn);
 
   RuntimeConfig config_;
+  // The deterministic or the forced-migration mode: the scheduling paths
+  // test this one flag before anything mode-specific.
+  bool special_mode_ = false;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<RegistryShard> shards_;
   GlobalRunQueue global_;
@@ -451,6 +459,7 @@ inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(
   install_overflow_handler();
   if (config_.sched_seed) config_.workers = 1;
   if (config_.workers < 2) config_.force_migration = false;  // nowhere to migrate to
+  special_mode_ = config_.sched_seed != 0 || config_.force_migration;
   std::uint64_t seed = static_cast<std::uint64_t>(now_ns()) | 1;
   for (std::size_t i = 0; i < config_.workers; ++i) {
     auto w = std::make_unique<Worker>();
@@ -742,16 +751,11 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
 inline void Runtime::make_runnable(Fiber* f) noexcept { make_runnable(f, current_worker()); }
 
 inline void Runtime::make_runnable(Fiber* f, Worker* w) noexcept {
-  if (w && w->rt == this && seeded()) {
+  if (special_mode_ && w && w->rt == this && seeded()) [[unlikely]] {
     w->seeded.push_back(f);
     return;
   }
-  if (config_.force_migration) {
-    global_.push(f);
-    wake_idle_worker();
-    return;
-  }
-  if (w && w->rt == this) {
+  if (w && w->rt == this && !special_mode_) {
     if (w->current) {
       // Only this worker fills its runnext (thieves only empty it), so an
       // empty slot stays empty until this store: no exchange needed.
@@ -814,13 +818,13 @@ inline void Runtime::timer_added() noexcept {
 
 // requeue() puts a fiber that was woken while it parked back to run here.
 inline void Runtime::requeue(Worker* w, Fiber* f) noexcept {
-  if (seeded()) {
+  if (!special_mode_) [[likely]] {
+    w->runq.push(f, global_);
+  } else if (seeded()) {
     w->seeded.push_back(f);
-  } else if (config_.force_migration) {
+  } else {
     global_.push(f);
     wake_idle_worker();
-  } else {
-    w->runq.push(f, global_);
   }
 }
 
@@ -853,11 +857,21 @@ inline Fiber* Runtime::pick_migrating(Worker* w) noexcept {
 
 // find_local() picks the next fiber from this worker's queues. A parking
 // fiber that still holds the lock of a Publish::after_switch wait passes
-// may_run_timers = false: firing a timer could need that very lock.
-inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) noexcept {
+// may_run_timers = false: firing a timer could need that very lock. It runs
+// on every switch, so all that is rare (timers, the global queue's turn,
+// the deterministic and migration modes) lives out of line.
+GORO_NOINLINE inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) noexcept {
   const std::uint32_t tick = w->tick.load(std::memory_order_relaxed) + 1;
   w->tick.store(tick, std::memory_order_relaxed);  // read by thieves (steal_from_others)
-  if (may_run_timers && tick % kTimerCheckTicks == 0 && !timers().empty()) {
+  if ((tick & (kHousekeepingTicks - 1)) == 0 || special_mode_) [[unlikely]] {
+    return find_local_housekeeping(w, tick, may_run_timers);
+  }
+  return take_local(w);
+}
+
+GORO_NOINLINE inline Fiber* Runtime::find_local_housekeeping(Worker* w, std::uint32_t tick,
+                                                           bool may_run_timers) noexcept {
+  if (may_run_timers && (tick & (kHousekeepingTicks - 1)) == 0 && !timers().empty()) {
     timers().run_due(now_ns());
   }
   if (seeded()) return pick_seeded(w);
@@ -865,6 +879,12 @@ inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) noexcept {
   if (tick % kGlobalFairnessTicks == 0) {
     if (Fiber* f = global_.pop()) return f;
   }
+  return take_local(w);
+}
+
+// take_local() takes the runnext fiber (at most kRunnextStreak times in a
+// row), else the ring's head, else a share of the global queue.
+inline Fiber* Runtime::take_local(Worker* w) noexcept {
   if (Fiber* f = w->runnext.load(std::memory_order_relaxed)) {
     if (w->runnext_streak < kRunnextStreak) {
       if ((f = w->runnext.exchange(nullptr, std::memory_order_acq_rel))) {
@@ -883,7 +903,7 @@ inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) noexcept {
 
 // refill_from_global() moves a fair share of the global queue into this
 // worker's (empty) ring with one lock, and returns the first.
-inline Fiber* Runtime::refill_from_global(Worker* w) noexcept {
+GORO_NOINLINE inline Fiber* Runtime::refill_from_global(Worker* w) noexcept {
   std::size_t share = global_.size() / workers_.size() + 1;
   share = std::min<std::size_t>(share, LocalRunQueue::kCapacity / 2);
   std::size_t taken = 0;
@@ -1108,7 +1128,7 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
     case SwitchAction::yield:
       // Behind everything queued here (Go's Gosched uses the global queue;
       // the local ring's tail is as fair to this worker's fibers and needs
-      // no lock; the global queue is still polled every 61 rounds).
+      // no lock; the global queue is still polled every 64 rounds).
       requeue(w, h.fiber);
       break;
     case SwitchAction::exit:
@@ -1149,7 +1169,7 @@ inline void Runtime::park_current(Fiber* self, ParkCommit commit) noexcept {
 
 inline void Runtime::yield_current(Fiber* self) noexcept {
   Worker* w = self->worker;
-  if (seeded() || config_.force_migration) {
+  if (special_mode_) {
     switch_away(self, SwitchAction::yield);
     return;
   }
