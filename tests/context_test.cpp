@@ -136,6 +136,22 @@ TEST_CASE("done() asked for after cancellation is already closed", "[context]") 
   cancel_child();
 }
 
+TEST_CASE("done(): one channel per canceller, usable after every Context handle is gone", "[context]") {
+  goro::RecvChannel<goro::Unit> done = nullptr;
+  goro::CancelFunc cancel;
+  {
+    auto [ctx, c] = goro::with_cancel(goro::background());
+    goro::Context valued = goro::with_value(ctx, kUserId, 7);
+    CHECK(valued.done() == ctx.done());  // a value layer shares its canceller's channel
+    done = valued.done();                // the handle aliases the value node's ownership
+    cancel = c;
+  }  // ctx and valued dropped: `done` (and the CancelFunc) keep the nodes alive
+  CHECK_FALSE(done.closed());
+  cancel();
+  CHECK(done.closed());
+  CHECK_FALSE(done.recv());
+}
+
 TEST_CASE("Cancel tree: parent cancel reaches grandchildren, through value layers", "[context][tree]") {
   auto [root, cancel_root] = goro::with_cancel(goro::background());
   auto [child, cancel_child] = goro::with_cancel(goro::with_value(root, kUserId, 1));
@@ -173,6 +189,33 @@ TEST_CASE("Cancel tree: child cancel leaves the parent live and unlinks the chil
   CHECK(b.err() == goro::errc::canceled);
   CHECK(children_of(parent) == 0);
   cancel_b();
+}
+
+TEST_CASE("Cancel tree: children dropped on another thread while the parent is cancelled", "[context][tree][threads]") {
+  // A child destroyed during its parent's detach pass either unlinks itself
+  // under the parent's lock or sees itself already detached and frees itself
+  // without it; either way the parent must never touch it afterwards.
+  const int rounds = static_cast<int>(scaled(50, 20, 5));
+  const int width = static_cast<int>(scaled(2'000, 500, 200));
+  int leftovers = 0;
+  int live = 0;
+  for (int r = 0; r < rounds; ++r) {
+    auto [parent, cancel_parent] = goro::with_cancel(goro::background());
+    std::vector<goro::Context> dropped, kept;
+    for (int i = 0; i < width; ++i) (i % 2 ? dropped : kept).push_back(goro::with_cancel(parent).first);
+    std::atomic<bool> go{false};
+    std::thread dropper([&] {
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      while (!dropped.empty()) dropped.pop_back();  // each pop may destroy a linked or a detached child
+    });
+    go.store(true, std::memory_order_release);
+    cancel_parent();
+    dropper.join();
+    leftovers += static_cast<int>(children_of(parent));
+    for (const auto& k : kept) live += k.err() ? 0 : 1;
+  }
+  CHECK(leftovers == 0);
+  CHECK(live == 0);
 }
 
 TEST_CASE("Cancel from a plain thread wakes fibers waiting on done()", "[context][threads]") {

@@ -334,8 +334,11 @@ StopFunc after_func(const Context& ctx, std::function<void()> f);
 // ---------------------------------------------------------------------------
 
 inline RecvChannel<Unit> Context::done() const {
-  if (detail::CancelNode* c = node_->canceller) return c->done_channel();
-  return nullptr;
+  detail::CancelNode* c = node_->canceller;
+  if (!c) return nullptr;
+  // Aliasing our own handle: node_ keeps its canceller (itself or an
+  // ancestor) alive, and copying it is one increment, with no weak_ptr lock.
+  return RecvChannel<Unit>(detail::AdoptState{}, std::shared_ptr<detail::ChanState<Unit>>(node_, c->done_state()));
 }
 
 inline std::error_code Context::err() const noexcept {
@@ -494,7 +497,7 @@ inline StopFunc after_func(const Context& ctx, std::function<void()> f) {
     entry->fn = nullptr;
     return StopFunc(std::move(entry));
   }
-  entry->owner = c->weak_from_this();
+  entry->owner = c->self();
   if (!c->add_after_func(entry) && entry->claim(detail::AfterFuncEntry::State::started)) {
     detail::launch_after_func(std::move(entry->fn));  // already done: start it now
   }

@@ -13,14 +13,37 @@
 // are O(1); only value() walks up the chain, like Go.
 //
 // Cancellation. A CancelNode is registered with its parent's canceller in an
-// intrusive list of children. Cancelling sets `err_`, closes the done channel
-// (if anyone asked for it), claims internal waiters (Semaphore's
-// context-aware acquire) and detaches the whole child list in one pass under
-// its lock; the children, pinned by strong references taken under that lock,
-// are then cancelled from a work list, not by recursion, so neither a wide
-// tree (100,000 children) nor a deep one costs stack. The root of a
-// cancellation unlinks itself from its parent, and so does a node that is
-// destroyed, so a long-lived parent does not accumulate dead children.
+// intrusive list of children. Cancelling sets `err_`, closes the done channel,
+// claims internal waiters (Semaphore's context-aware acquire) and detaches the
+// whole child list in one pass under its lock; the children, pinned by strong
+// references taken under that lock, are then cancelled from a work list, not
+// by recursion, so neither a wide tree (100,000 children) nor a deep one
+// costs stack. The root of a cancellation unlinks itself from its parent, and
+// so does a node that is destroyed, so a long-lived parent does not
+// accumulate dead children. Cancelling a node that is already cancelled reads
+// `err_` and returns: no lock (every CancelFunc of a cancelled subtree is
+// typically called once more, when its work is done).
+//
+// Unlinking. `linked_` is written under the parent's lock but read without it
+// by a destroyed child: the parent's detach pass clears it (release) as its
+// very last touch of the child, so a child that reads false (acquire) knows
+// nobody holds a pointer to it and skips the parent's lock. A child that
+// reads true takes the lock and checks again.
+//
+// Ownership. Handles hold shared_ptrs; each CancelNode also holds a weak_ptr
+// to itself (`self_`, set by make()), through which the detach pass pins a
+// child whose handles may be going away (weak_ptr::lock() on the member: no
+// copy of a weak_ptr per child), and after_func() entries refer to it. The
+// done channel's state lives inside the node, and Context::done() hands out
+// an aliasing shared_ptr built from the Context's own handle (which keeps the
+// canceller alive through the parent chain), so done() costs one reference
+// count increment and no allocation.
+//
+// Size. The node is allocated for every with_cancel() and its cache lines are
+// touched by whoever creates, waits on, cancels and destroys it, often on
+// different cores, so it carries nothing it may not need: the deadline timer
+// and its cause live in TimedCancelNode, made only when a deadline is earlier
+// than the inherited one.
 //
 // Causes (Go's WithCancelCause). A cancellation carries an optional cause,
 // an exception_ptr written once under `lock_` before `err_` is published, so
@@ -35,16 +58,17 @@
 // a destroyed node releases its entries, so a context that is never
 // cancelled does not keep its callbacks alive.
 //
-// Deadlines. A node whose deadline is earlier than its parent's owns a
-// TimerNode on the runtime's timer heap (no thread per context). While
-// queued, the heap holds a reference to the node (`timer_ref_`), released
-// when the timer fires or the node is cancelled, as Go's timer holds its
-// context. TimerService fires due timers even when no runtime is running.
+// Deadlines. A node whose deadline is earlier than its parent's is a
+// TimedCancelNode and owns a TimerNode on the runtime's timer heap (no
+// thread per context). While queued, the heap holds a reference to the node
+// (`timer_ref_`), released when the timer fires or the node is cancelled, as
+// Go's timer holds its context. TimerService fires due timers even when no
+// runtime is running.
 //
 // Locks. Each CancelNode's `lock_` guards its children list, the link fields
-// of those children (`prev_sibling_`, `next_sibling_`, `linked_`), its
-// waiters, its after-func list (until cancel_one() detaches it) and the
-// creation of its done channel. Lock order: a node's lock may be held while
+// of those children (`prev_sibling_`, `next_sibling_`; `linked_` is written
+// under it, see Unlinking), its waiters and its after-func list (until
+// cancel_one() detaches it). Lock order: a node's lock may be held while
 // taking the timer heap's lock or a fresh channel's lock; a parent's lock is
 // never taken while a child's is held, and vice versa (the cancel work list
 // takes them one at a time). No lock is held across park(), and after-func
@@ -113,7 +137,9 @@ class ValueNode final : public ContextNode {
   V stored_;
 };
 
-class CancelNode final : public ContextNode, public std::enable_shared_from_this<CancelNode> {
+class TimedCancelNode;
+
+class CancelNode : public ContextNode {
  public:
   // make() creates a node under `parent` and registers it with the parent's
   // canceller (born cancelled if that one already is). `deadline_ns` is this
@@ -132,6 +158,10 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
     release_after_funcs();
   }
 
+  // self() is a weak reference to this node (for registrations that must
+  // not keep it alive).
+  const std::weak_ptr<CancelNode>& self() const noexcept { return self_; }
+
   CancelReason reason() const noexcept { return err_.load(std::memory_order_acquire); }
   // cause() is the cause this node was cancelled with; null while live or
   // when cancelled without one.
@@ -141,10 +171,10 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
   // cancel() cancels this node and every descendant with `why` and `cause`
   // (a no-op if it is already cancelled) and unlinks it from its parent.
   void cancel(CancelReason why, const std::exception_ptr& cause = nullptr);
-  // done_channel() is the channel closed on cancellation. Its state lives
-  // inside this node (the handle shares the node's ownership), so contexts
-  // that are waited on cost no allocation of their own for it.
-  RecvChannel<Unit> done_channel();
+  // done_state() is the state of the channel closed on cancellation. It lives
+  // inside this node: a handle on it must share the ownership of this node
+  // or of a descendant (Context::done() aliases its own handle).
+  ChanState<Unit>* done_state() noexcept { return &done_state_; }
   // add_waiter() queues `n` to be claimed (WakeReason::signaled) on
   // cancellation; false, queueing nothing, if the node is already cancelled.
   bool add_waiter(WaitList::Node* n);
@@ -162,16 +192,13 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
   }
 
  private:
-  // DeadlineTimer puts a back pointer next to the TimerNode (first member, so
-  // the heap's TimerNode* converts back).
-  struct DeadlineTimer {
-    TimerNode node;
-    CancelNode* owner = nullptr;
-  };
+  friend class TimedCancelNode;
 
+  // link() registers this fresh node with the parent's canceller, or makes
+  // it born cancelled if that one already is.
+  void link();
   bool cancel_one(CancelReason why, const std::exception_ptr& cause,
                   std::vector<std::shared_ptr<CancelNode>>& work);
-  void arm_timer(std::int64_t when);
   void close_done() noexcept;
   void unlink_from_parent() noexcept;
   static void launch_after_funcs(AfterFuncEntry* list) noexcept;
@@ -179,9 +206,15 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
 
   SpinLock lock_;
   std::atomic<CancelReason> err_{CancelReason::none};
-  std::exception_ptr cause_;           // written once under lock_, before err_
-  std::exception_ptr deadline_cause_;  // set before the timer is armed; read by it
+  // Set (seq_cst) by a TimedCancelNode before its timer is queued, so
+  // cancel_one() leaves the global timer heap alone for the (many) nodes
+  // that never had a timer.
+  std::atomic<bool> timer_armed_{false};
+  // Our membership in parent_canceller_'s list: see Unlinking.
+  std::atomic<bool> linked_{false};
+  std::exception_ptr cause_;  // written once under lock_, before err_
   CancelNode* parent_canceller_ = nullptr;  // the node we are registered with; alive via `parent`
+  std::weak_ptr<CancelNode> self_;          // set by make(), before the node is shared
 
   // Children, guarded by lock_.
   CancelNode* first_child_ = nullptr;
@@ -189,19 +222,40 @@ class CancelNode final : public ContextNode, public std::enable_shared_from_this
   // Our links in parent_canceller_'s list, guarded by parent_canceller_->lock_.
   CancelNode* prev_sibling_ = nullptr;
   CancelNode* next_sibling_ = nullptr;
-  bool linked_ = false;
-
-  // Closed when the node is cancelled (by cancel_one(), or at birth).
-  ChanState<Unit> done_state_{0};
 
   WaitList waiters_;  // guarded by lock_
   AfterFuncEntry* first_after_ = nullptr;  // guarded by lock_; detached by cancel_one()
 
+  // Closed when the node is cancelled (by cancel_one(), or at birth).
+  ChanState<Unit> done_state_{0};
+};
+
+// TimedCancelNode is a CancelNode with its own deadline timer.
+class TimedCancelNode final : public CancelNode {
+ public:
+  TimedCancelNode(std::shared_ptr<ContextNode> parent_node, std::exception_ptr deadline_cause) noexcept
+      : CancelNode(std::move(parent_node)), deadline_cause_(std::move(deadline_cause)) {}
+
+  // start() applies deadline `when` (earlier than the inherited one) to a
+  // node just linked: cancels it now if `when` has passed, else arms the timer.
+  void start(std::int64_t when);
+  // disarm() dequeues the timer of a cancelled node; the heap's reference,
+  // if it was still queued, moves to `ref` (for the caller to drop last).
+  void disarm(std::shared_ptr<CancelNode>& ref) noexcept;
+
+ private:
+  // DeadlineTimer puts a back pointer next to the TimerNode (first member, so
+  // the heap's TimerNode* converts back).
+  struct DeadlineTimer {
+    TimerNode node;
+    TimedCancelNode* owner = nullptr;
+  };
+
+  void arm_timer(std::int64_t when);
+
+  std::exception_ptr deadline_cause_;  // set at construction; read by the timer
   DeadlineTimer timer_;
   std::shared_ptr<CancelNode> timer_ref_;  // the heap's reference while the timer is queued
-  // Set before the timer is queued, so cancel_one() leaves the global timer
-  // heap's lock alone for the (many) nodes that never had a timer.
-  std::atomic<bool> timer_armed_{false};
 };
 
 // ---------------------------------------------------------------------------
@@ -273,37 +327,48 @@ inline std::shared_ptr<ContextNode> detached_node(std::shared_ptr<ContextNode> p
 inline std::shared_ptr<CancelNode> CancelNode::make(std::shared_ptr<ContextNode> parent,
                                                     std::int64_t deadline_ns,
                                                     std::exception_ptr deadline_cause) {
-  auto node = std::make_shared<CancelNode>(std::move(parent));
-  node->deadline_cause_ = std::move(deadline_cause);
-  ContextNode* p = node->parent.get();
-  if (CancelNode* pc = p->canceller) {
-    node->parent_canceller_ = pc;
-    std::lock_guard guard(pc->lock_);
-    CancelReason r = pc->err_.load(std::memory_order_relaxed);
-    if (r != CancelReason::none) {
-      node->cause_ = pc->cause_;  // born cancelled, like Go's propagateCancel
-      node->err_.store(r, std::memory_order_relaxed);
-      node->close_done();
-    } else {
-      node->next_sibling_ = pc->first_child_;
-      if (pc->first_child_) pc->first_child_->prev_sibling_ = node.get();
-      pc->first_child_ = node.get();
-      node->linked_ = true;
-      ++pc->child_count_;
-    }
+  if (deadline_ns >= parent->deadline_ns) {  // the inherited deadline comes first: no timer of our own
+    auto node = std::make_shared<CancelNode>(std::move(parent));
+    node->self_ = node;
+    node->link();
+    return node;
   }
-  if (deadline_ns < node->deadline_ns) {
-    node->deadline_ns = deadline_ns;
-    if (deadline_ns <= now_ns()) {
-      node->cancel(CancelReason::deadline_exceeded, node->deadline_cause_);
-    } else if (node->reason() == CancelReason::none) {
-      node->arm_timer(deadline_ns);
-    }
-  }
+  auto node = std::make_shared<TimedCancelNode>(std::move(parent), std::move(deadline_cause));
+  node->self_ = node;
+  node->link();
+  node->start(deadline_ns);
   return node;
 }
 
-inline void CancelNode::arm_timer(std::int64_t when) {
+inline void CancelNode::link() {
+  CancelNode* pc = parent->canceller;
+  if (!pc) return;
+  parent_canceller_ = pc;
+  std::lock_guard guard(pc->lock_);
+  CancelReason r = pc->err_.load(std::memory_order_relaxed);
+  if (r != CancelReason::none) {
+    cause_ = pc->cause_;  // born cancelled, like Go's propagateCancel
+    err_.store(r, std::memory_order_relaxed);
+    close_done();
+    return;
+  }
+  next_sibling_ = pc->first_child_;
+  if (pc->first_child_) pc->first_child_->prev_sibling_ = this;
+  pc->first_child_ = this;
+  linked_.store(true, std::memory_order_relaxed);  // published with the node
+  ++pc->child_count_;
+}
+
+inline void TimedCancelNode::start(std::int64_t when) {
+  deadline_ns = when;
+  if (when <= now_ns()) {
+    cancel(CancelReason::deadline_exceeded, deadline_cause_);
+  } else if (reason() == CancelReason::none) {
+    arm_timer(when);
+  }
+}
+
+inline void TimedCancelNode::arm_timer(std::int64_t when) {
   timer_.owner = this;
   timer_.node.when = when;
   timer_.node.expire = [](TimerNode* n, WakeList&, TimerNode*& later) {
@@ -311,11 +376,11 @@ inline void CancelNode::arm_timer(std::int64_t when) {
     later = n;
   };
   timer_.node.run_later = [](TimerNode* n) {
-    CancelNode* self = reinterpret_cast<DeadlineTimer*>(n)->owner;
+    TimedCancelNode* self = reinterpret_cast<DeadlineTimer*>(n)->owner;
     std::shared_ptr<CancelNode> ref = std::move(self->timer_ref_);  // the heap's reference, now ours
-    ref->cancel(CancelReason::deadline_exceeded, ref->deadline_cause_);
+    ref->cancel(CancelReason::deadline_exceeded, self->deadline_cause_);
   };
-  timer_ref_ = shared_from_this();
+  timer_ref_ = self_.lock();
   timer_armed_.store(true, std::memory_order_seq_cst);
   TimerService::instance().schedule(&timer_.node);
   // A cancel that ran before the timer was queued could not dequeue it. (The
@@ -325,7 +390,12 @@ inline void CancelNode::arm_timer(std::int64_t when) {
   }
 }
 
+inline void TimedCancelNode::disarm(std::shared_ptr<CancelNode>& ref) noexcept {
+  if (timers().remove(&timer_.node)) ref = std::move(timer_ref_);
+}
+
 inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause) {
+  if (reason() != CancelReason::none) return;  // the common repeat call: no lock
   std::vector<std::shared_ptr<CancelNode>> work;
   if (!cancel_one(why, cause, work)) return;
   unlink_from_parent();
@@ -347,11 +417,13 @@ inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& c
     work.reserve(work.size() + child_count_);
     cause_ = cause;
     err_.store(why, std::memory_order_seq_cst);
-    for (CancelNode* c = first_child_; c; c = c->next_sibling_) {
-      c->linked_ = false;
+    for (CancelNode* c = first_child_; c;) {
+      CancelNode* next = c->next_sibling_;
       // A child whose last handle is gone is being destroyed (its destructor
-      // waits for lock_ to unlink itself): there is nothing to cancel.
-      if (std::shared_ptr<CancelNode> pinned = c->weak_from_this().lock()) work.push_back(std::move(pinned));
+      // waits for lock_, or for linked_ to clear): there is nothing to cancel.
+      if (std::shared_ptr<CancelNode> pinned = c->self_.lock()) work.push_back(std::move(pinned));
+      c->linked_.store(false, std::memory_order_release);  // our last touch of c
+      c = next;
     }
     first_child_ = nullptr;
     child_count_ = 0;
@@ -360,28 +432,21 @@ inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& c
   }
   close_done();
   launch_after_funcs(afters);  // after done is closed: f sees the context done
-  if (timer_armed_.load(std::memory_order_seq_cst) && timers().remove(&timer_.node)) {
-    timer_ref = std::move(timer_ref_);
-  }
+  if (timer_armed_.load(std::memory_order_seq_cst)) static_cast<TimedCancelNode*>(this)->disarm(timer_ref);
   return true;
 }
 
 inline void CancelNode::unlink_from_parent() noexcept {
   CancelNode* pc = parent_canceller_;
-  if (!pc) return;
+  // Already detached (cancelled, or born cancelled): the parent is done with us.
+  if (!pc || !linked_.load(std::memory_order_acquire)) return;
   std::lock_guard guard(pc->lock_);
-  if (!linked_) return;
+  if (!linked_.load(std::memory_order_relaxed)) return;
   if (prev_sibling_) prev_sibling_->next_sibling_ = next_sibling_; else pc->first_child_ = next_sibling_;
   if (next_sibling_) next_sibling_->prev_sibling_ = prev_sibling_;
   prev_sibling_ = next_sibling_ = nullptr;
-  linked_ = false;
+  linked_.store(false, std::memory_order_relaxed);
   --pc->child_count_;
-}
-
-inline RecvChannel<Unit> CancelNode::done_channel() {
-  // Aliasing: the handle points at done_state_ and keeps this node alive.
-  return RecvChannel<Unit>(detail::AdoptState{},
-                           std::shared_ptr<ChanState<Unit>>(shared_from_this(), &done_state_));
 }
 
 // close_done() closes done_state_, waking its receivers; once per node (the
