@@ -72,6 +72,42 @@ void BM_RawFcontextJump(benchmark::State& state) {
 }
 BENCHMARK(BM_RawFcontextJump);
 
+// goro's switch primitive, detail::switch_context(), between two contexts:
+// the jump plus what a switch carries for the flow of control (the
+// exception globals and errno; the sanitizers' hooks in their builds). This
+// is the "one switch" of the runtime core's goal (within 2x of the raw jump
+// above); BM_YieldRoundTrip adds the scheduler's pick and requeue.
+namespace gd = goro::detail;
+struct SwitchPair {
+  gd::ThreadSwitchState here = gd::ThreadSwitchState::of_this_thread();
+  gd::ExecutionContext main_ctx;
+  gd::ExecutionContext echo_ctx;
+};
+SwitchPair* g_switch_pair = nullptr;
+
+void BM_SwitchContext(benchmark::State& state) {
+  static char stack[64 * 1024];
+  SwitchPair pair;
+  g_switch_pair = &pair;
+  pair.main_ctx.adopt_thread();
+  pair.echo_ctx.make(stack, sizeof stack, [](fctx::transfer_t t) {
+    SwitchPair& p = *g_switch_pair;
+    gd::finish_switch(p.echo_ctx);
+    for (;;) {
+      p.main_ctx.fctx = t.fctx;
+      t = gd::switch_context(p.here, p.echo_ctx, p.main_ctx, nullptr);
+    }
+  });
+  for (auto _ : state) {
+    fctx::transfer_t t = gd::switch_context(pair.here, pair.main_ctx, pair.echo_ctx, nullptr);
+    pair.echo_ctx.fctx = t.fctx;
+  }
+  state.counters["ns_per_switch"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * 2), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  pair.echo_ctx.release();  // the echo context is abandoned mid-loop: nothing on it owns resources
+}
+BENCHMARK(BM_SwitchContext);
+
 long resident_bytes() {
   std::ifstream statm("/proc/self/statm");
   long pages_total = 0, pages_resident = 0;
