@@ -406,3 +406,47 @@ TEST_CASE("fibers migrate between workers and keep their identity", "[runtime]")
   // Migration is allowed, not required.
   SUCCEED("migrations observed: " << moved.load());
 }
+
+// The steal gate (detail/steal_gate.hpp) lets a worker take its runnext
+// fiber with plain loads and stores: an owner section and a thief section must
+// never overlap. Both sides update two plain counters in every section,
+// which any overlap would tear (or lose an increment of), and TSan sees
+// them as plain memory.
+TEST_CASE("steal gate: owner and thief sections exclude each other", "[runtime][steal]") {
+  goro::detail::AsymmetricFence::init();
+  const char* env = std::getenv("GORO_MEMBARRIER");
+  if (env != nullptr && std::string(env) == "0") CHECK_FALSE(goro::detail::AsymmetricFence::fast());
+  goro::detail::StealGate gate;
+  long shared_a = 0, shared_b = 0;  // guarded by the gate
+  const long rounds = static_cast<long>(scaled(200'000, 100'000, 20'000));
+  const long thief_rounds = static_cast<long>(scaled(2'000, 1'000, 200));
+  std::atomic<bool> owner_done{false};
+  std::atomic<long> thief_sections{0};
+  std::thread thief([&] {
+    while (!owner_done.load(std::memory_order_acquire)) {
+      if (!gate.thief_try_enter()) continue;
+      const long a = shared_a;
+      shared_b = shared_b + 1;
+      shared_a = a + 1;
+      thief_sections.fetch_add(1, std::memory_order_relaxed);
+      gate.thief_exit();
+    }
+  });
+  long torn = 0;
+  long owner_sections = 0;
+  // Until both sides have had their share: a thief section always gets in
+  // within one owner section of raising its flag.
+  while (owner_sections < rounds || thief_sections.load(std::memory_order_relaxed) < thief_rounds) {
+    goro::detail::StealGate::OwnerSection section(gate);
+    if (shared_a != shared_b) ++torn;
+    const long a = shared_a;
+    shared_a = a + 1;
+    shared_b = shared_b + 1;
+    ++owner_sections;
+  }
+  owner_done.store(true, std::memory_order_release);
+  thief.join();
+  CHECK(torn == 0);
+  CHECK(shared_a == owner_sections + thief_sections.load());
+  CHECK(shared_b == owner_sections + thief_sections.load());
+}

@@ -68,6 +68,7 @@
 #include "run_queue.hpp"
 #include "spin_lock.hpp"
 #include "stack.hpp"
+#include "steal_gate.hpp"
 #include "timer_heap.hpp"
 #include "unwind.hpp"
 
@@ -147,6 +148,9 @@ struct alignas(64) Worker {
   std::uint32_t index = 0;
   LocalRunQueue runq;
   std::atomic<Fiber*> runnext{nullptr};
+  // Excludes thieves while the owner takes or replaces runnext (filling an
+  // empty slot needs no gate: thieves only empty it).
+  StealGate runnext_gate;
   std::uint32_t runnext_streak = 0;
   std::atomic<std::uint32_t> tick{0};  // scheduling rounds; written by the owner only
   std::uint64_t rng = 0;
@@ -248,6 +252,7 @@ class Runtime {
   Fiber* find_local(Worker* w, bool may_run_timers = true) noexcept;
   Fiber* find_local_housekeeping(Worker* w, std::uint32_t tick, bool may_run_timers) noexcept;
   Fiber* take_local(Worker* w) noexcept;
+  Fiber* take_runnext_of(Worker* victim) noexcept;
   Fiber* pick_seeded(Worker* w) noexcept;
   Fiber* refill_from_global(Worker* w) noexcept;
   Fiber* pick_migrating(Worker* w) noexcept;
@@ -457,6 +462,7 @@ inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(
         "goro::run: a runtime is already running in this process (one at a time)");
   }
   install_overflow_handler();
+  AsymmetricFence::init();  // before any worker runs
   if (config_.sched_seed) config_.workers = 1;
   if (config_.workers < 2) config_.force_migration = false;  // nowhere to migrate to
   special_mode_ = config_.sched_seed != 0 || config_.force_migration;
@@ -763,8 +769,13 @@ inline void Runtime::make_runnable(Fiber* f, Worker* w) noexcept {
         w->runnext.store(f, std::memory_order_release);
         return;  // it will run here on the next switch
       }
-      Fiber* kicked = w->runnext.exchange(f, std::memory_order_acq_rel);
-      if (!kicked) return;
+      Fiber* kicked = nullptr;
+      {
+        StealGate::OwnerSection section(w->runnext_gate);
+        kicked = w->runnext.load(std::memory_order_relaxed);
+        w->runnext.store(f, std::memory_order_release);
+      }
+      if (!kicked) return;  // a thief emptied the slot meanwhile
       w->runq.push(kicked, global_);
     } else {
       w->runq.push(f, global_);
@@ -883,21 +894,25 @@ GORO_NOINLINE inline Fiber* Runtime::find_local_housekeeping(Worker* w, std::uin
 }
 
 // take_local() takes the runnext fiber (at most kRunnextStreak times in a
-// row), else the ring's head, else a share of the global queue.
+// row), else the ring's head, else a share of the global queue. The runnext
+// slot is read and emptied inside the worker's StealGate: no locked
+// instruction unless a thief is inside.
 inline Fiber* Runtime::take_local(Worker* w) noexcept {
-  if (Fiber* f = w->runnext.load(std::memory_order_relaxed)) {
-    if (w->runnext_streak < kRunnextStreak) {
-      if ((f = w->runnext.exchange(nullptr, std::memory_order_acq_rel))) {
-        ++w->runnext_streak;
-        return f;
-      }
-    } else if ((f = w->runnext.exchange(nullptr, std::memory_order_acq_rel))) {
-      w->runq.push(f, global_);  // let the ring have its turn
+  if (w->runnext.load(std::memory_order_relaxed)) {
+    Fiber* f = nullptr;
+    {
+      StealGate::OwnerSection section(w->runnext_gate);
+      f = w->runnext.load(std::memory_order_relaxed);
+      w->runnext.store(nullptr, std::memory_order_relaxed);
     }
+    if (f && w->runnext_streak < kRunnextStreak) {
+      ++w->runnext_streak;
+      return f;
+    }
+    if (f) w->runq.push(f, global_);  // past its streak: let the ring have its turn
   }
   w->runnext_streak = 0;
   if (Fiber* f = w->runq.pop()) return f;
-  if (Fiber* f = w->runnext.exchange(nullptr, std::memory_order_acq_rel)) return f;
   return refill_from_global(w);
 }
 
@@ -915,6 +930,17 @@ GORO_NOINLINE inline Fiber* Runtime::refill_from_global(Worker* w) noexcept {
     f = next;
   }
   return first;
+}
+
+// take_runnext_of() empties another worker's runnext slot, inside its
+// StealGate; null if the slot is empty or another thief holds the gate.
+inline Fiber* Runtime::take_runnext_of(Worker* victim) noexcept {
+  StealGate& gate = victim->runnext_gate;
+  if (!gate.thief_try_enter()) return nullptr;
+  Fiber* f = victim->runnext.load(std::memory_order_acquire);
+  if (f) victim->runnext.store(nullptr, std::memory_order_relaxed);
+  gate.thief_exit();
+  return f;
 }
 
 // steal_from_others() takes half of another worker's ring, or its runnext
@@ -940,7 +966,7 @@ inline Fiber* Runtime::steal_from_others(Worker* w, bool& others_have_work) noex
     Fiber* next = victim->runnext.load(std::memory_order_relaxed);
     const std::uint32_t tick = victim->tick.load(std::memory_order_relaxed);
     if (graced && next && next == m.runnext && tick == m.tick) {
-      if (Fiber* f = victim->runnext.exchange(nullptr, std::memory_order_acq_rel)) return f;
+      if (Fiber* f = take_runnext_of(victim)) return f;
     }
     if (graced) m = {victim->runq.mark(), tick, next};
     others_have_work = others_have_work || next || !victim->runq.empty();
