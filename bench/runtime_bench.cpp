@@ -83,15 +83,13 @@ struct SwitchPair {
   gd::ExecutionContext main_ctx;
   gd::ExecutionContext echo_ctx;
 };
-SwitchPair* g_switch_pair = nullptr;
 
 void BM_SwitchContext(benchmark::State& state) {
   static char stack[64 * 1024];
   SwitchPair pair;
-  g_switch_pair = &pair;
   pair.main_ctx.adopt_thread();
   pair.echo_ctx.make(stack, sizeof stack, [](fctx::transfer_t t) {
-    SwitchPair& p = *g_switch_pair;
+    SwitchPair& p = *static_cast<SwitchPair*>(t.data);  // handed over by the first switch
     gd::finish_switch(p.echo_ctx);
     for (;;) {
       p.main_ctx.fctx = t.fctx;
@@ -99,7 +97,7 @@ void BM_SwitchContext(benchmark::State& state) {
     }
   });
   for (auto _ : state) {
-    fctx::transfer_t t = gd::switch_context(pair.here, pair.main_ctx, pair.echo_ctx, nullptr);
+    fctx::transfer_t t = gd::switch_context(pair.here, pair.main_ctx, pair.echo_ctx, &pair);
     pair.echo_ctx.fctx = t.fctx;
   }
   state.counters["ns_per_switch"] = benchmark::Counter(

@@ -20,8 +20,12 @@
 //
 // Fast paths: lock()/unlock() are one CAS each (0 <-> kWriterHeld);
 // lock_shared()/unlock_shared() one CAS on the reader count while no writer
-// holds or waits. Locking also makes a plain thread known to the deadlock
-// detector (see mutex.hpp).
+// holds or waits. The read paths start that CAS from the state they expect
+// (no reader to lock, one to unlock) rather than from a load: a load right
+// behind the previous locked instruction on the same word waits for it, and
+// cost 10 of 23 ns per lock/unlock pair; a wrong guess costs one failed CAS,
+// which returns the real state. Locking also makes a plain thread known to
+// the deadlock detector (see mutex.hpp).
 //
 // Invariants.
 //   - kWriterWaiting is set exactly when `writers_` is non-empty, and
@@ -88,11 +92,6 @@ class RWMutex {
   static constexpr std::uint64_t kReadersWaiting = 4;
   static constexpr std::uint64_t kWriterBits = kWriterHeld | kWriterWaiting;
   static constexpr int kReaderShift = 3;
-  // kUncontendedGuess: the read fast paths start their CAS from the state
-  // they expect (no reader for lock_shared, one for unlock_shared) rather
-  // than from a load: a load right behind the previous locked instruction on
-  // the same word waits for it, and cost 10 of 23 ns per lock/unlock pair.
-  // A wrong guess costs one failed CAS, which returns the real state.
   static constexpr std::uint64_t kOneReader = std::uint64_t{1} << kReaderShift;
 
   static std::uint64_t readers_of(std::uint64_t s) noexcept { return s >> kReaderShift; }
@@ -181,7 +180,7 @@ inline void RWMutex::unlock() {
 
 inline void RWMutex::lock_shared() {
   detail::note_goro_use();
-  std::uint64_t s = 0;  // see kUncontendedGuess
+  std::uint64_t s = 0;  // the expected state: see "Fast paths" above
   while ((s & kWriterBits) == 0) {
     if (state_.compare_exchange_weak(s, s + kOneReader, std::memory_order_acquire,
                                      std::memory_order_relaxed)) {
@@ -193,7 +192,7 @@ inline void RWMutex::lock_shared() {
 
 inline bool RWMutex::try_lock_shared() noexcept {
   detail::note_goro_use();
-  std::uint64_t s = 0;  // see kUncontendedGuess
+  std::uint64_t s = 0;  // the expected state: see "Fast paths" above
   while ((s & kWriterBits) == 0) {
     if (state_.compare_exchange_weak(s, s + kOneReader, std::memory_order_acquire,
                                      std::memory_order_relaxed)) {
@@ -204,7 +203,7 @@ inline bool RWMutex::try_lock_shared() noexcept {
 }
 
 inline void RWMutex::unlock_shared() {
-  std::uint64_t s = kOneReader;  // see kUncontendedGuess
+  std::uint64_t s = kOneReader;  // the expected state: see "Fast paths" above
   if (state_.compare_exchange_strong(s, 0, std::memory_order_release, std::memory_order_relaxed)) {
     return;
   }

@@ -196,6 +196,9 @@ class Runtime {
   // takes from the global queue first, so it is never starved.
   static constexpr std::uint32_t kHousekeepingTicks = 16;
   static constexpr std::uint32_t kGlobalFairnessTicks = 64;
+  static constexpr bool housekeeping_due(std::uint32_t tick) noexcept {
+    return (tick & (kHousekeepingTicks - 1)) == 0;
+  }
   // Stealing and spinning (see spin_for_work).
   static constexpr std::uint32_t kDeepQueue = 32;
   static constexpr std::int64_t kStealGraceNs = 10'000;
@@ -874,7 +877,7 @@ inline Fiber* Runtime::pick_migrating(Worker* w) noexcept {
 GORO_NOINLINE inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) noexcept {
   const std::uint32_t tick = w->tick.load(std::memory_order_relaxed) + 1;
   w->tick.store(tick, std::memory_order_relaxed);  // read by thieves (steal_from_others)
-  if ((tick & (kHousekeepingTicks - 1)) == 0 || special_mode_) [[unlikely]] {
+  if (housekeeping_due(tick) || special_mode_) [[unlikely]] {
     return find_local_housekeeping(w, tick, may_run_timers);
   }
   return take_local(w);
@@ -882,7 +885,7 @@ GORO_NOINLINE inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) 
 
 GORO_NOINLINE inline Fiber* Runtime::find_local_housekeeping(Worker* w, std::uint32_t tick,
                                                            bool may_run_timers) noexcept {
-  if (may_run_timers && (tick & (kHousekeepingTicks - 1)) == 0 && !timers().empty()) {
+  if (may_run_timers && housekeeping_due(tick) && !timers().empty()) {
     timers().run_due(now_ns());
   }
   if (seeded()) return pick_seeded(w);

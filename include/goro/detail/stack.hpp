@@ -90,12 +90,11 @@ class StackCache {
   Stack& back() noexcept { return stacks_[size_ - 1]; }
   Stack* begin() noexcept { return stacks_.data(); }
   Stack* end() noexcept { return stacks_.data() + size_; }
-  std::size_t room() const noexcept { return kCapacity - size_; }
 
-  // push() needs room(); pop() a non-empty cache.
+  // push() needs a free place; pop() a non-empty cache.
   void push(const Stack& s) noexcept { stacks_[size_++] = s; }
   Stack pop() noexcept { return stacks_[--size_]; }
-  // append() copies [first, last), which must fit in room().
+  // append() copies [first, last), which must fit in the free places.
   void append(const Stack* first, const Stack* last) noexcept {
     std::copy(first, last, end());
     size_ += static_cast<std::size_t>(last - first);
@@ -129,7 +128,7 @@ class StackPool {
     const std::size_t page = page_size();
     return std::max<std::size_t>((size + page - 1) / page * page, 4 * page);
   }
-  // acquire_batch() appends `n` stacks (at least one; n < out.room()) to
+  // acquire_batch() appends `n` stacks (at least one; they must fit) to
   // `out`, taking the pool's lock once; release_batch() returns the oldest
   // `n` of `stacks`.
   void acquire_batch(std::size_t size, std::size_t n, StackCache& out);
