@@ -157,6 +157,68 @@ TEST_CASE("fibers still blocked when main returns are unwound, destructors run",
   forever->done();  // reset for the next generated run
 }
 
+// Plain channel waits are claimed without a compare-and-swap, under their
+// channel's lock; the unwinder takes that lock too, and must never use it
+// after a waker won and the fiber freed the channel. Here pairs of fibers
+// keep handing values over channels only they hold while main returns, so
+// the unwinder races with live hand-offs and the channels die with their
+// fibers. A value is counted sent when send() returned and received when
+// recv() returned it: the two counts must match and arrive in order.
+TEST_CASE("fibers passing values when main returns are unwound, nothing lost or duplicated",
+          "[runtime][unwind]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int pairs = static_cast<int>(goro_test::scaled(64, 32, 8));
+  const int rounds = static_cast<int>(goro_test::scaled(20, 10, 4));
+  struct Pair {
+    std::atomic<long> sent{0};
+    std::atomic<long> received{0};
+    std::atomic<bool> out_of_order{false};
+  };
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<Pair> tally(static_cast<std::size_t>(pairs));
+    std::atomic<int> exited{0};
+    goro::run(
+        [&] {
+          std::atomic<int> running{0};
+          for (Pair& p : tally) {
+            goro::go([&p, &exited, &running] {
+              struct Exit {
+                std::atomic<int>& n;
+                ~Exit() { n.fetch_add(1); }
+              } exit_mark{exited};
+              goro::Channel<long> data, ack;  // only this pair holds them
+              goro::go([&p, &exited, data, ack] {
+                struct Exit {
+                  std::atomic<int>& n;
+                  ~Exit() { n.fetch_add(1); }
+                } exit_mark{exited};
+                for (long expect = 0;; ++expect) {
+                  long v = data.recv().value();
+                  if (v != expect) p.out_of_order.store(true);
+                  p.received.fetch_add(1);
+                  ack.send(v);
+                }
+              });
+              running.fetch_add(1);
+              for (long i = 0;; ++i) {
+                data.send(i);
+                p.sent.fetch_add(1);
+                (void)ack.recv();
+              }
+            });
+          }
+          while (running.load() < static_cast<int>(tally.size())) goro::this_fiber::yield();
+          goro::this_fiber::sleep_for(std::chrono::microseconds(100 + 200 * (round % 5)));
+        },
+        with_workers(workers));
+    CHECK(exited.load() == 2 * pairs);
+    for (Pair& p : tally) {
+      CHECK(p.sent.load() == p.received.load());
+      CHECK_FALSE(p.out_of_order.load());
+    }
+  }
+}
+
 TEST_CASE("fail_on_leak reports fibers alive when main returns", "[runtime]") {
   const std::size_t workers = GORO_WORKERS();
   goro::Options o = with_workers(workers);

@@ -247,7 +247,7 @@ template <class T>
 GORO_ALWAYS_INLINE void ChanOps<T>::park_queued(ChanState<T>* c, ChanWaiter<T>& w, Side side) {
   Parker& self = Parker::current();
   const bool sender = side == Side::sender;
-  w.ticket = self.prepare(sender ? "chan send" : "chan receive", Publish::after_switch);
+  w.ticket = self.prepare_locked(sender ? "chan send" : "chan receive", c->lock);
   sender ? c->enqueue_sender(&w) : c->enqueue_receiver(&w);
   if (self.park(ParkCommit::unlock(c->lock)) == WakeReason::unwind) {
     std::lock_guard lock(c->lock);

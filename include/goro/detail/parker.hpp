@@ -24,6 +24,12 @@
 //      the FiberState handshake (two locked instructions saved per wait).
 //      The fiber must not take any other lock between prepare and the switch
 //      except leaf locks (the run queues'): see Runtime::switch_away.
+//      A wait prepared with `prepare_locked(what, lock)` (a plain channel
+//      send or receive) goes one step further: every claimer holds `lock`,
+//      so wakers claim it with `claim_locked()`, a load and a store instead
+//      of a compare-and-swap. The one claimer that finds waits without their
+//      locks, the unwinder, takes `lock` for these (Runtime::unwind_all says
+//      why that lock is still alive when it does).
 //   3. `park()` returns the reason once the Parker is unparked. A wait that
 //      ends without parking (a re-check found the resource ready) must still
 //      be closed: the owner claims its own ticket; if that fails, somebody else
@@ -51,6 +57,7 @@
 namespace goro::detail {
 
 struct Fiber;
+class SpinLock;
 
 enum class WakeReason : std::uint8_t {
   waiting = 0,   // not claimed yet
@@ -104,11 +111,17 @@ class Parker {
   // Must be called by the Parker's own fiber or thread. A wait prepared with
   // Publish::after_switch must end in park(commit) or close_own().
   Ticket prepare(const char* what, Publish publish = Publish::before_switch) noexcept;
+  // prepare_locked() opens a Publish::after_switch wait that is published
+  // under `lock` and claimed only by holders of `lock` (claim_locked()).
+  Ticket prepare_locked(const char* what, SpinLock& lock) noexcept;
 
   // claim() closes the wait named by `t` with `reason` and returns true, or
   // returns false when that wait was already closed. The winner must unpark
   // the Parker (WakeList::add) after releasing its locks.
   static bool claim(Ticket t, WakeReason reason) noexcept;
+  // claim_locked() is claim() for a wait opened by prepare_locked(); the
+  // caller holds that wait's lock, which orders it against every other claim.
+  static bool claim_locked(Ticket t, WakeReason reason) noexcept;
 
   // park() blocks until the open wait is claimed and this Parker unparked.
   // A wait prepared with Publish::after_switch passes a `commit`: park is
@@ -134,6 +147,9 @@ class Parker {
     out = Ticket{const_cast<Parker*>(this), tok >> 8};
     return true;
   }
+  // claim_lock() is the lock of the open wait named by a ticket just read
+  // with open_ticket() (null unless it was opened by prepare_locked()).
+  SpinLock* claim_lock() const noexcept { return claim_lock_.load(std::memory_order_relaxed); }
   WakeReason last_reason() const noexcept {
     return static_cast<WakeReason>(token_.load(std::memory_order_acquire) & 0xff);
   }
@@ -152,6 +168,9 @@ class Parker {
   // The open wait's Publish mode: written by prepare() before the ticket is
   // released, read by its one successful claimer.
   Publish publish_ = Publish::before_switch;
+  // The open wait's lock if it came from prepare_locked(): written before the
+  // ticket is released, read by the unwinder after it reads the ticket.
+  std::atomic<SpinLock*> claim_lock_{nullptr};
   std::atomic<std::uint32_t> permit_{0};    // plain threads: the futex word
 };
 
@@ -212,11 +231,31 @@ inline std::atomic<std::int64_t> g_active_threads{0};
 inline Parker::Ticket Parker::prepare(const char* what, Publish publish) noexcept {
   what_.store(what, std::memory_order_relaxed);
   publish_ = publish;
+  if (claim_lock_.load(std::memory_order_relaxed)) claim_lock_.store(nullptr, std::memory_order_relaxed);
   std::uint64_t gen = (token_.load(std::memory_order_relaxed) >> 8) + 1;
   // Release suffices: the unwinder rescans every millisecond until every
   // fiber is gone, so it needs no store-load ordering with `stopping`.
   token_.store(gen << 8, std::memory_order_release);
   return Ticket{this, gen};
+}
+
+inline Parker::Ticket Parker::prepare_locked(const char* what, SpinLock& lock) noexcept {
+  claim_lock_.store(&lock, std::memory_order_relaxed);
+  what_.store(what, std::memory_order_relaxed);
+  publish_ = Publish::after_switch;
+  std::uint64_t gen = (token_.load(std::memory_order_relaxed) >> 8) + 1;
+  token_.store(gen << 8, std::memory_order_release);  // after claim_lock_: see claim_lock()
+  return Ticket{this, gen};
+}
+
+// No compare-and-swap: every other claim of this wait holds the same lock.
+// That lock's release orders the store before the next holder's load.
+inline bool Parker::claim_locked(Ticket t, WakeReason reason) noexcept {
+  const std::uint64_t open = t.generation << 8;
+  std::atomic<std::uint64_t>& token = t.parker->token_;
+  if (token.load(std::memory_order_relaxed) != open) return false;
+  token.store(open | static_cast<std::uint64_t>(reason), std::memory_order_release);
+  return true;
 }
 
 inline bool Parker::claim(Ticket t, WakeReason reason) noexcept {

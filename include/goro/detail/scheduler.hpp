@@ -152,6 +152,9 @@ struct alignas(64) Worker {
   // empty slot needs no gate: thieves only empty it).
   StealGate runnext_gate;
   std::uint32_t runnext_streak = 0;
+  // A pick that was due to fire timers while its parking fiber still held a
+  // commit lock leaves them to land(), which runs once that lock is free.
+  bool timers_deferred = false;
   std::atomic<std::uint32_t> tick{0};  // scheduling rounds; written by the owner only
   std::uint64_t rng = 0;
   bool spinning = false;  // counted in Runtime::n_spinning_
@@ -229,6 +232,8 @@ class Runtime {
   // worker (`w` is current_worker(): null on plain threads).
   void make_runnable(Fiber* f, Worker* w) noexcept;
   void park_current(Fiber* self, ParkCommit commit = {}) noexcept;
+  // wait_out_unwinder(): see unwind_all().
+  void wait_out_unwinder(Fiber* self) noexcept;
   void yield_current(Fiber* self) noexcept;
   [[noreturn]] void exit_current(Fiber* self) noexcept;
   void timer_added() noexcept;
@@ -280,6 +285,7 @@ class Runtime {
   void unregister_fiber(Fiber* f) noexcept;
   void fail(std::exception_ptr e) noexcept;
   void unwind_all() noexcept;
+  void make_runnable_queued(Fiber* f, Worker* w) noexcept;
   std::string describe_blocked(bool include_main, std::size_t* count = nullptr);
   template <class Fn>
   void for_each_fiber(Fn&& fn);
@@ -408,10 +414,15 @@ inline WakeReason Parker::park(ParkCommit commit) {
     Ticket t;
     if (open_ticket(t) && claim(t, WakeReason::unwind)) {
       commit();
+      rt->wait_out_unwinder(fiber_);
       return WakeReason::unwind;
     }
   }
   rt->park_current(fiber_, commit);
+  // The unwinder may be about to lock this wait's claim lock (unwind_all):
+  // while it runs, no fiber leaves a wait before the unwinder let go of it.
+  AsymmetricFence::light();
+  if (rt->stopping()) [[unlikely]] rt->wait_out_unwinder(fiber_);
   return last_reason();
 }
 
@@ -552,14 +563,35 @@ inline void Runtime::wait_and_stop() {
 
 // unwind_all() claims every open wait with `unwind` until no fiber is left.
 // Fibers that are running will park (and self-claim) or finish.
+//
+// A wait opened with prepare_locked() is claimed under its lock, like its
+// wakers do (they claim it without a compare-and-swap). That lock belongs to
+// a channel the fiber may release once its wait is over, so the unwinder
+// must not find a fiber's lock, lose the race to a waker, and then lock it
+// after the fiber returned. Two rules exclude that:
+//   - the unwinder reads a fiber's ticket and lock, and claims, holding the
+//     fiber's registry shard lock; a fiber leaving a wait while `stopping_`
+//     is set passes through that shard lock first (wait_out_unwinder());
+//   - a fiber that read `stopping_` as false left its wait before the
+//     unwinder's heavy fence below, so its claim was visible to the
+//     unwinder's later read of its ticket (closed: its lock is not used).
+//     This is an asymmetric Dekker (detail/steal_gate.hpp): the fiber's
+//     side, on every park, is a compiler fence.
 inline void Runtime::unwind_all() noexcept {
+  AsymmetricFence::heavy();  // stopping_ is set
   for (;;) {
     WakeList wake;
     for (RegistryShard& shard : shards_) {
       std::lock_guard guard(shard.lock);
       for (Fiber* f = shard.head; f; f = f->reg_next) {
         Parker::Ticket t;
-        if (f->parker.open_ticket(t)) wake.add_if_claimed(t, WakeReason::unwind);
+        if (!f->parker.open_ticket(t)) continue;
+        if (SpinLock* lock = f->parker.claim_lock()) {
+          std::lock_guard claim_guard(*lock);
+          wake.add_if_claimed(t, WakeReason::unwind);
+        } else {
+          wake.add_if_claimed(t, WakeReason::unwind);
+        }
       }
     }
     wake.flush();
@@ -567,6 +599,12 @@ inline void Runtime::unwind_all() noexcept {
     if (live_fibers() == 0) return;
     cv_.wait_for(lock, std::chrono::milliseconds(1));
   }
+}
+
+// wait_out_unwinder() returns once the unwinder holds no lock of `self`'s
+// last wait: it takes and drops `self`'s registry shard lock (unwind_all).
+inline void Runtime::wait_out_unwinder(Fiber* self) noexcept {
+  std::lock_guard guard(shards_[self->shard].lock);
 }
 
 inline std::size_t Runtime::live_fibers() noexcept {
@@ -759,19 +797,27 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
 
 inline void Runtime::make_runnable(Fiber* f) noexcept { make_runnable(f, current_worker()); }
 
+// The common case, a fiber waking another on its own worker with runnext
+// empty, is inline: the rest needs a frame of saved registers (about 14
+// instructions per wake-up on ping-pong's path).
 inline void Runtime::make_runnable(Fiber* f, Worker* w) noexcept {
+  if (w && w->rt == this && !special_mode_ && w->current &&
+      !w->runnext.load(std::memory_order_relaxed)) {
+    // Only this worker fills its runnext (thieves only empty it), so an
+    // empty slot stays empty until this store: no exchange needed.
+    w->runnext.store(f, std::memory_order_release);
+    return;  // it will run here on the next switch
+  }
+  make_runnable_queued(f, w);
+}
+
+GORO_NOINLINE inline void Runtime::make_runnable_queued(Fiber* f, Worker* w) noexcept {
   if (special_mode_ && w && w->rt == this && seeded()) [[unlikely]] {
     w->seeded.push_back(f);
     return;
   }
   if (w && w->rt == this && !special_mode_) {
-    if (w->current) {
-      // Only this worker fills its runnext (thieves only empty it), so an
-      // empty slot stays empty until this store: no exchange needed.
-      if (!w->runnext.load(std::memory_order_relaxed)) {
-        w->runnext.store(f, std::memory_order_release);
-        return;  // it will run here on the next switch
-      }
+    if (w->current) {  // runnext is taken (make_runnable): kick its fiber to the ring
       Fiber* kicked = nullptr;
       {
         StealGate::OwnerSection section(w->runnext_gate);
@@ -885,8 +931,11 @@ GORO_NOINLINE inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) 
 
 GORO_NOINLINE inline Fiber* Runtime::find_local_housekeeping(Worker* w, std::uint32_t tick,
                                                            bool may_run_timers) noexcept {
-  if (may_run_timers && housekeeping_due(tick) && !timers().empty()) {
-    timers().run_due(now_ns());
+  if (housekeeping_due(tick) && !timers().empty()) {
+    // Deferred rather than skipped: with every switch a channel park (a
+    // ping-pong on one worker), skipping would starve the timers for good.
+    if (may_run_timers) timers().run_due(now_ns());
+    else w->timers_deferred = true;
   }
   if (seeded()) return pick_seeded(w);
   if (config_.force_migration) return pick_migrating(w);
@@ -1148,6 +1197,10 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
       if (h.commit) {  // Publish::after_switch: no waker can have come yet
         h.fiber->state.store(FiberState::parked, std::memory_order_release);
         h.commit();
+        if (w->timers_deferred) [[unlikely]] {
+          w->timers_deferred = false;
+          timers().run_due(now_ns());
+        }
       } else if (h.fiber->state.exchange(FiberState::parked, std::memory_order_acq_rel) ==
                  FiberState::notified) {
         h.fiber->state.store(FiberState::running, std::memory_order_relaxed);

@@ -80,12 +80,19 @@ class WaitQueue {
   }
   // take() dequeues the first waiter whose ticket it can claim (recording
   // the winning select case) and queues its Parker on `wake`; stale waiters
-  // on the way are dropped. Returns null when none is left.
+  // on the way are dropped. Returns null when none is left. A plain send or
+  // receive is claimed without a compare-and-swap: its wait was opened with
+  // prepare_locked() under this channel's lock, which the caller holds.
   ChanWaiter<T>* take(WakeList& wake) noexcept {
     while (ChanWaiter<T>* w = head_) {
       remove(w);
-      if (Parker::claim(w->ticket, WakeReason::signaled)) {
-        if (w->select) w->select->winner = w->case_index;
+      if (!w->select) {
+        if (Parker::claim_locked(w->ticket, WakeReason::signaled)) {
+          wake.add(w->ticket.parker);
+          return w;
+        }
+      } else if (Parker::claim(w->ticket, WakeReason::signaled)) {
+        w->select->winner = w->case_index;
         wake.add(w->ticket.parker);
         return w;
       }
