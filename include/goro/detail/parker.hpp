@@ -160,6 +160,9 @@ class Parker {
 
  private:
   WakeReason park_thread(std::int64_t deadline_ns);
+  // open_wait() is prepare()'s and prepare_locked()'s common part: it
+  // releases the new ticket.
+  Ticket open_wait(const char* what, Publish publish) noexcept;
 
   // (generation << 8) | WakeReason. Starts closed (reason "signaled").
   std::atomic<std::uint64_t> token_{static_cast<std::uint64_t>(WakeReason::signaled)};
@@ -229,22 +232,22 @@ inline std::int64_t now_ns() noexcept {
 inline std::atomic<std::int64_t> g_active_threads{0};
 
 inline Parker::Ticket Parker::prepare(const char* what, Publish publish) noexcept {
+  if (claim_lock_.load(std::memory_order_relaxed)) claim_lock_.store(nullptr, std::memory_order_relaxed);
+  return open_wait(what, publish);
+}
+
+inline Parker::Ticket Parker::prepare_locked(const char* what, SpinLock& lock) noexcept {
+  claim_lock_.store(&lock, std::memory_order_relaxed);  // before the ticket: see claim_lock()
+  return open_wait(what, Publish::after_switch);
+}
+
+inline Parker::Ticket Parker::open_wait(const char* what, Publish publish) noexcept {
   what_.store(what, std::memory_order_relaxed);
   publish_ = publish;
-  if (claim_lock_.load(std::memory_order_relaxed)) claim_lock_.store(nullptr, std::memory_order_relaxed);
   std::uint64_t gen = (token_.load(std::memory_order_relaxed) >> 8) + 1;
   // Release suffices: the unwinder rescans every millisecond until every
   // fiber is gone, so it needs no store-load ordering with `stopping`.
   token_.store(gen << 8, std::memory_order_release);
-  return Ticket{this, gen};
-}
-
-inline Parker::Ticket Parker::prepare_locked(const char* what, SpinLock& lock) noexcept {
-  claim_lock_.store(&lock, std::memory_order_relaxed);
-  what_.store(what, std::memory_order_relaxed);
-  publish_ = Publish::after_switch;
-  std::uint64_t gen = (token_.load(std::memory_order_relaxed) >> 8) + 1;
-  token_.store(gen << 8, std::memory_order_release);  // after claim_lock_: see claim_lock()
   return Ticket{this, gen};
 }
 

@@ -586,12 +586,9 @@ inline void Runtime::unwind_all() noexcept {
       for (Fiber* f = shard.head; f; f = f->reg_next) {
         Parker::Ticket t;
         if (!f->parker.open_ticket(t)) continue;
-        if (SpinLock* lock = f->parker.claim_lock()) {
-          std::lock_guard claim_guard(*lock);
-          wake.add_if_claimed(t, WakeReason::unwind);
-        } else {
-          wake.add_if_claimed(t, WakeReason::unwind);
-        }
+        std::unique_lock<SpinLock> claim_guard;  // held for a prepare_locked() wait
+        if (SpinLock* lock = f->parker.claim_lock()) claim_guard = std::unique_lock(*lock);
+        wake.add_if_claimed(t, WakeReason::unwind);
       }
     }
     wake.flush();

@@ -86,13 +86,10 @@ class WaitQueue {
   ChanWaiter<T>* take(WakeList& wake) noexcept {
     while (ChanWaiter<T>* w = head_) {
       remove(w);
-      if (!w->select) {
-        if (Parker::claim_locked(w->ticket, WakeReason::signaled)) {
-          wake.add(w->ticket.parker);
-          return w;
-        }
-      } else if (Parker::claim(w->ticket, WakeReason::signaled)) {
-        w->select->winner = w->case_index;
+      const bool claimed = w->select ? Parker::claim(w->ticket, WakeReason::signaled)
+                                     : Parker::claim_locked(w->ticket, WakeReason::signaled);
+      if (claimed) {
+        if (w->select) w->select->winner = w->case_index;
         wake.add(w->ticket.parker);
         return w;
       }
