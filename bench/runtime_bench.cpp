@@ -57,7 +57,7 @@ void BM_YieldRoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_YieldRoundTrip)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// A raw fcontext jump pair, the floor for a switch.
+// A raw Boost.Context jump pair, the reference a switch is measured against.
 namespace fctx = boost::context::detail;
 void BM_RawFcontextJump(benchmark::State& state) {
   static char stack[64 * 1024];
@@ -71,6 +71,21 @@ void BM_RawFcontextJump(benchmark::State& state) {
       static_cast<double>(state.iterations() * 2), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_RawFcontextJump);
+
+// The same jump pair through goro's own jump (detail/jump_context.hpp: no
+// floating-point control state, `ret` into the resumed context).
+void BM_RawJumpContext(benchmark::State& state) {
+  static char stack[64 * 1024];
+  fctx::fcontext_t ctx = fctx::make_fcontext(stack + sizeof stack, sizeof stack, [](fctx::transfer_t t) {
+    for (;;) t = goro::detail::jump_context(t.fctx, nullptr);
+  });
+  for (auto _ : state) {
+    ctx = goro::detail::jump_context(ctx, nullptr).fctx;
+  }
+  state.counters["ns_per_switch"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * 2), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_RawJumpContext);
 
 // goro's switch primitive, detail::switch_context(), between two contexts:
 // the jump plus what a switch carries for the flow of control (the

@@ -1,6 +1,7 @@
 // Runtime core: run/go/yield/sleep, exceptions, unwinding, leaks, deadlocks.
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -439,6 +440,53 @@ TEST_CASE("exception state survives switches: catch blocks that park, uncaught_e
       },
       with_workers(workers));
   CHECK(good.load() == fibers * rounds);
+}
+
+namespace {
+// frame_misalignment() is 0 when its caller kept the ABI's 16-byte stack
+// alignment (its frame address is the 16-aligned slot below its return
+// address); a switch that resumed a fiber off by 8 makes it 8.
+[[gnu::noinline]] std::uintptr_t frame_misalignment() {
+  return reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)) % 16;
+}
+
+// mix_across_switches() keeps eight values live across every yield, more
+// than the caller-saved registers can hold, so the compiler keeps some in
+// callee-saved ones: the switch must hand them back as they were.
+[[gnu::noinline]] std::uint64_t mix_across_switches(std::uint64_t seed, int rounds, bool yield) {
+  std::uint64_t a = seed, b = seed * 3, c = seed * 5, d = seed * 7;
+  std::uint64_t e = seed ^ 0x9e3779b97f4a7c15ull, f = seed + 11, g = seed * 13, h = ~seed;
+  for (int r = 0; r < rounds; ++r) {
+    if (yield) goro::this_fiber::yield();
+    a += h * 31; b ^= a >> 7; c += b * 17; d ^= c << 3;
+    e += d * 19; f ^= e >> 5; g += f * 23; h ^= g << 9;
+  }
+  return a ^ b ^ c ^ d ^ e ^ f ^ g ^ h;
+}
+}  // namespace
+
+TEST_CASE("switches keep callee-saved registers and the stack's 16-byte alignment",
+          "[runtime][switch]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int fibers = 16, rounds = 500;
+  std::atomic<int> aligned{0}, intact{0};
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        for (int i = 0; i < fibers; ++i) {
+          wg.go([&aligned, &intact, i] {
+            if (frame_misalignment() == 0) aligned.fetch_add(1);  // a fresh frame
+            const auto seed = static_cast<std::uint64_t>(i) + 1;
+            if (mix_across_switches(seed, rounds, true) == mix_across_switches(seed, rounds, false))
+              intact.fetch_add(1);
+            if (frame_misalignment() == 0) aligned.fetch_add(1);  // a resumed one
+          });
+        }
+        wg.wait();
+      },
+      with_workers(workers));
+  CHECK(aligned.load() == 2 * fibers);
+  CHECK(intact.load() == fibers);
 }
 
 TEST_CASE("fibers migrate between workers and keep their identity", "[runtime]") {

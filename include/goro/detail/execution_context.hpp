@@ -1,7 +1,8 @@
 // ExecutionContext: one suspended flow of control (a fiber, or a worker
 // thread's own stack) and the switch between two of them, on Boost.Context's
-// fcontext. A switch also carries what the C++ runtime and the sanitizers keep
-// per thread but that belongs to the flow of control:
+// fcontext frames (jump_context.hpp switches them). A switch also carries
+// what the C++ runtime and the sanitizers keep per thread but that belongs to
+// the flow of control:
 //   - errno, so a fiber that migrates keeps the value it set;
 //   - the exception-handling globals (caught-exception stack, uncaught count),
 //     so `throw;`, std::current_exception() and std::uncaught_exceptions() stay
@@ -17,6 +18,7 @@
 #include <cstddef>
 
 #include "config.hpp"
+#include "jump_context.hpp"
 
 #if GORO_ASAN
 #include <sanitizer/asan_interface.h>
@@ -26,8 +28,6 @@
 #endif
 
 namespace goro::detail {
-
-namespace fctx = boost::context::detail;
 
 // The libstdc++/libc++abi per-thread exception globals. Reached through an
 // asm label rather than <cxxabi.h>, whose declaration is marked `const` and so
@@ -130,7 +130,7 @@ inline fctx::transfer_t switch_context(const ThreadSwitchState& here, ExecutionC
 #if GORO_TSAN
   __tsan_switch_to_fiber(to.tsan_fiber, 0);
 #endif
-  fctx::transfer_t t = fctx::jump_fcontext(to.fctx, data);
+  fctx::transfer_t t = jump_context(to.fctx, data);
   finish_switch(from);
   return t;
 }
