@@ -605,7 +605,10 @@ TEST_CASE("with_timeout_cause / with_deadline_cause: the cause is recorded when 
   CHECK_FALSE(timed.done().recv());  // a plain thread waits for the timer
   CHECK(timed.err() == goro::errc::deadline_exceeded);
   CHECK(goro::cause(timed) == timeout_cause);
-  CHECK(goro::cause(below) == timeout_cause);  // descendants get it too
+  // Descendants get it too. As in Go, they are cancelled just after their
+  // ancestor's done() closes, so wait for below's own.
+  CHECK_FALSE(below.done().recv());
+  CHECK(goro::cause(below) == timeout_cause);
 
   // Cancelled before the deadline: no cause, so err() is reported.
   auto [early, cancel_early] = goro::with_timeout_cause(goro::background(), 1h, timeout_cause);

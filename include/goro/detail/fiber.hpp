@@ -39,6 +39,9 @@ struct Fiber {
   Fiber* reg_prev = nullptr;
   Fiber* reg_next = nullptr;
   std::uint32_t shard = 0;
+  // Set once it has run for the last time; it stays in the registry, skipped
+  // by readers, until its worker unregisters it (Runtime::unregister_exited).
+  std::atomic<bool> exited{false};
 
   const std::uint64_t id;
   std::uint32_t last_worker = static_cast<std::uint32_t>(-1);  // the worker it last left
