@@ -4,6 +4,7 @@
 #include <atomic>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -361,4 +362,58 @@ TEST_CASE("channels between plain threads only", "[channel][threads]") {
   for (int v : c) sum += v;
   producer.join();
   CHECK(sum == 999 * 1000 / 2);
+}
+
+TEST_CASE("channel states are recycled through the thread's small-block cache", "[channel][cache]") {
+  using goro::detail::SmallBlockCache;
+  if (!SmallBlockCache::cacheable(16)) {
+    SUCCEED("AddressSanitizer build: the cache is bypassed so use-after-free is still reported");
+    return;
+  }
+  const void* first = nullptr;
+  {
+    goro::Channel<int> ch(4);
+    first = ch.get();
+  }
+  goro::Channel<int> again(4);
+  CHECK(static_cast<const void*>(again.get()) == first);  // the block freed last comes back first
+
+  // A state freed on another thread joins that thread's cache, intact.
+  auto moved = std::make_unique<goro::Channel<std::string>>(2);
+  moved->send("kept");
+  const void* block = moved->get();
+  bool reused_there = false;
+  std::thread([&] {
+    CHECK(moved->recv() == std::optional<std::string>("kept"));
+    moved.reset();
+    goro::Channel<std::string> there(2);
+    reused_there = static_cast<const void*>(there.get()) == block;
+    there.send("fresh");
+    CHECK(there.recv() == std::optional<std::string>("fresh"));
+  }).join();
+  CHECK(reused_there);
+}
+
+TEST_CASE("small-block cache: a LIFO list per 16-byte size class", "[cache]") {
+  using goro::detail::SmallBlockCache;
+  if (!SmallBlockCache::cacheable(16)) return;
+  std::thread([] {  // a fresh thread: an empty cache
+    SmallBlockCache& cache = SmallBlockCache::of_this_thread();
+    void* a = cache.allocate(40);
+    void* b = cache.allocate(200);
+    void* c = cache.allocate(40);
+    cache.deallocate(a, 40);
+    cache.deallocate(b, 200);
+    cache.deallocate(c, 40);
+    void* b2 = cache.allocate(200);
+    void* c2 = cache.allocate(33);  // 33..48 bytes share 40's class
+    void* a2 = cache.allocate(48);
+    void* fresh = cache.allocate(48);
+    CHECK(b2 == b);  // each size class has its own list
+    CHECK(c2 == c);  // the block freed last comes back first
+    CHECK(a2 == a);
+    CHECK(fresh != a);  // the class is empty now: fresh memory
+    for (void* p : {b2}) cache.deallocate(p, 200);
+    for (void* p : {c2, a2, fresh}) cache.deallocate(p, 48);
+  }).join();
 }

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "detail/channel/chan.hpp"
+#include "detail/small_block_cache.hpp"
 #include "detail/unwind.hpp"
 #include "errors.hpp"
 #include "runtime.hpp"
@@ -44,6 +45,14 @@ namespace detail {
 
 template <class T>
 using ChanPtr = std::shared_ptr<ChanState<T>>;
+
+// make_chan_state() makes a channel's shared state; the state and its
+// reference counts come from the thread's SmallBlockCache (a pipeline or a
+// tree of fibers makes and drops a channel per stage or node).
+template <class T>
+ChanPtr<T> make_chan_state(std::size_t capacity) {
+  return std::allocate_shared<ChanState<T>>(CachingAllocator<ChanState<T>>{}, capacity);
+}
 
 // AdoptState tags the internal constructors that wrap an existing state
 // (a context's done channel lives inside its node).
@@ -134,7 +143,7 @@ template <class T>
 class Channel : public detail::ChannelHandle<T> {
  public:
   // Channel() makes an unbuffered (rendezvous) channel.
-  Channel() : detail::ChannelHandle<T>(std::make_shared<detail::ChanState<T>>(0)) {}
+  Channel() : detail::ChannelHandle<T>(detail::make_chan_state<T>(0)) {}
   // Channel(n) makes a channel with capacity n (0: unbuffered). Throws
   // std::length_error, before allocating, for a negative or impossible n.
   template <std::integral I>
@@ -167,7 +176,7 @@ class Channel : public detail::ChannelHandle<T> {
       if (capacity < 0) throw std::length_error("goro::Channel: negative capacity");
     }
     detail::Ring<T>::check_capacity(static_cast<std::size_t>(capacity));  // before allocating
-    return std::make_shared<detail::ChanState<T>>(static_cast<std::size_t>(capacity));
+    return detail::make_chan_state<T>(static_cast<std::size_t>(capacity));
   }
 };
 

@@ -90,6 +90,7 @@
 #include "after_func.hpp"
 #include "config.hpp"
 #include "parker.hpp"
+#include "small_block_cache.hpp"
 #include "spin_lock.hpp"
 #include "timer_heap.hpp"
 #include "timer_service.hpp"
@@ -328,12 +329,13 @@ inline std::shared_ptr<CancelNode> CancelNode::make(std::shared_ptr<ContextNode>
                                                     std::int64_t deadline_ns,
                                                     std::exception_ptr deadline_cause) {
   if (deadline_ns >= parent->deadline_ns) {  // the inherited deadline comes first: no timer of our own
-    auto node = std::make_shared<CancelNode>(std::move(parent));
+    auto node = std::allocate_shared<CancelNode>(CachingAllocator<CancelNode>{}, std::move(parent));
     node->self_ = node;
     node->link();
     return node;
   }
-  auto node = std::make_shared<TimedCancelNode>(std::move(parent), std::move(deadline_cause));
+  auto node = std::allocate_shared<TimedCancelNode>(CachingAllocator<TimedCancelNode>{}, std::move(parent),
+                                                    std::move(deadline_cause));
   node->self_ = node;
   node->link();
   node->start(deadline_ns);
