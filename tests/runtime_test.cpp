@@ -262,6 +262,58 @@ TEST_CASE("fail_on_leak reports fibers alive when main returns", "[runtime]") {
       o));
 }
 
+TEST_CASE("fail_on_leak gives a fiber still running when main returns time to finish",
+          "[runtime][leak]") {
+  const std::size_t workers = GORO_WORKERS();
+  goro::Options o = with_workers(workers);
+  o.fail_on_leak = true;
+  // Signals main, then runs on for 20 ms before returning: not a leak.
+  CHECK_NOTHROW(goro::run(
+      [] {
+        goro::WaitGroup signalled;
+        signalled.add(1);
+        goro::go([&signalled] {
+          signalled.done();
+          const auto until = std::chrono::steady_clock::now() + 20ms;
+          while (std::chrono::steady_clock::now() < until) {
+          }
+        });
+        signalled.wait();
+      },
+      o));
+  // Still running well past the grace, then blocked for good: a leak,
+  // reported as running, or as blocked when main only got to return after
+  // the fiber blocked (always on one worker: main waits in that worker's
+  // queue; on more, if no other worker took main from it in time).
+  try {
+    goro::run(
+        [] {
+          goro::WaitGroup signalled;
+          signalled.add(1);
+          goro::go([&signalled] {
+            signalled.done();
+            const auto until = std::chrono::steady_clock::now() + 400ms;
+            while (std::chrono::steady_clock::now() < until) {
+            }
+            static goro::WaitGroup never;
+            never.add(1);
+            never.wait();
+          });
+          signalled.wait();
+        },
+        o);
+    FAIL("expected goro::leak_error");
+  } catch (const goro::leak_error& e) {
+    INFO(e.what());
+    std::string what = e.what();
+    CHECK(what.find("1 fiber(s) still alive") != std::string::npos);
+    const bool running = what.find("[running]") != std::string::npos;
+    const bool blocked = what.find("[sync.WaitGroup.Wait]") != std::string::npos;
+    CHECK(running != blocked);
+    if (workers == 1) CHECK(blocked);
+  }
+}
+
 TEST_CASE("deadlock: every fiber blocked throws deadlock_error naming what each waits on",
           "[runtime][deadlock]") {
   const std::size_t workers = GORO_WORKERS();

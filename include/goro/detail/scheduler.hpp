@@ -294,7 +294,11 @@ class Runtime {
   void fail(std::exception_ptr e) noexcept;
   void unwind_all() noexcept;
   void make_runnable_queued(Fiber* f, Worker* w) noexcept;
-  std::string describe_blocked(bool include_main, std::size_t* count = nullptr);
+  // describe_blocked() lists the live fibers and what each waits on; `count`
+  // gets how many, `running` how many of them wait on nothing.
+  std::string describe_blocked(bool include_main, std::size_t* count = nullptr,
+                               std::size_t* running = nullptr);
+  std::string settled_leak_report(std::size_t& leaked);
   template <class Fn>
   void for_each_fiber(Fn&& fn);
 
@@ -543,7 +547,7 @@ inline void Runtime::wait_and_stop() {
     cv_.wait(lock, [&] { return main_done_ || fiber_failure_ || deadlock_; });
   }
   if (config_.fail_on_leak) {
-    leak_report = describe_blocked(false, &leaked);
+    leak_report = settled_leak_report(leaked);
   }
   stopping_.store(true, std::memory_order_seq_cst);
   unwind_all();
@@ -631,20 +635,40 @@ void Runtime::for_each_fiber(Fn&& fn) {
   }
 }
 
-inline std::string Runtime::describe_blocked(bool include_main, std::size_t* count) {
+// settled_leak_report() describes the fibers alive after main returned. A
+// fiber found running may be on its way out (it signalled a WaitGroup and has
+// not switched away for the last time): running fibers get up to kLeakGrace
+// to exit or block before they are reported, as Go's goleak retries.
+inline std::string Runtime::settled_leak_report(std::size_t& leaked) {
+  constexpr auto kLeakGrace = std::chrono::milliseconds(100);
+  const auto give_up = std::chrono::steady_clock::now() + kLeakGrace;
+  for (;;) {
+    std::size_t running = 0;
+    std::string report = describe_blocked(false, &leaked, &running);
+    if (running == 0 || std::chrono::steady_clock::now() >= give_up) return report;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+inline std::string Runtime::describe_blocked(bool include_main, std::size_t* count,
+                                             std::size_t* running) {
   struct Entry {
     std::uint64_t id;
     bool is_main;
     const char* what;
   };
   std::vector<Entry> entries;
+  std::size_t not_waiting = 0;
   for_each_fiber([&](Fiber* f) {
     if (!f->is_main || include_main) {
       Parker::Ticket t;
-      const char* what = f->parker.open_ticket(t) ? f->parker.waiting_on() : "running";
+      const bool waiting = f->parker.open_ticket(t);
+      const char* what = waiting ? f->parker.waiting_on() : "running";
+      if (!waiting) ++not_waiting;
       entries.push_back({f->id, f->is_main, what ? what : "unknown"});
     }
   });
+  if (running) *running = not_waiting;
   std::sort(entries.begin(), entries.end(),
             [](const Entry& a, const Entry& b) { return a.id < b.id; });
   if (count) *count = entries.size();
