@@ -262,46 +262,42 @@ TEST_CASE("fail_on_leak reports fibers alive when main returns", "[runtime]") {
       o));
 }
 
+namespace {
+// main_returns_while_running() is a main that returns once a fiber it
+// spawned has signalled it; that fiber then runs (without blocking) for
+// `run_for` before returning, or, with `then_block`, blocking for good.
+auto main_returns_while_running(std::chrono::milliseconds run_for, bool then_block) {
+  return [run_for, then_block] {
+    goro::WaitGroup signalled;
+    signalled.add(1);
+    goro::go([&signalled, run_for, then_block] {
+      signalled.done();
+      const auto until = std::chrono::steady_clock::now() + run_for;
+      while (std::chrono::steady_clock::now() < until) {
+      }
+      if (!then_block) return;
+      static goro::WaitGroup never;
+      never.add(1);
+      never.wait();
+    });
+    signalled.wait();
+  };
+}
+}  // namespace
+
 TEST_CASE("fail_on_leak gives a fiber still running when main returns time to finish",
           "[runtime][leak]") {
   const std::size_t workers = GORO_WORKERS();
   goro::Options o = with_workers(workers);
   o.fail_on_leak = true;
-  // Signals main, then runs on for 20 ms before returning: not a leak.
-  CHECK_NOTHROW(goro::run(
-      [] {
-        goro::WaitGroup signalled;
-        signalled.add(1);
-        goro::go([&signalled] {
-          signalled.done();
-          const auto until = std::chrono::steady_clock::now() + 20ms;
-          while (std::chrono::steady_clock::now() < until) {
-          }
-        });
-        signalled.wait();
-      },
-      o));
+  // Runs on for 20 ms after main returned, then returns: not a leak.
+  CHECK_NOTHROW(goro::run(main_returns_while_running(20ms, false), o));
   // Still running well past the grace, then blocked for good: a leak,
   // reported as running, or as blocked when main only got to return after
   // the fiber blocked (always on one worker: main waits in that worker's
   // queue; on more, if no other worker took main from it in time).
   try {
-    goro::run(
-        [] {
-          goro::WaitGroup signalled;
-          signalled.add(1);
-          goro::go([&signalled] {
-            signalled.done();
-            const auto until = std::chrono::steady_clock::now() + 400ms;
-            while (std::chrono::steady_clock::now() < until) {
-            }
-            static goro::WaitGroup never;
-            never.add(1);
-            never.wait();
-          });
-          signalled.wait();
-        },
-        o);
+    goro::run(main_returns_while_running(400ms, true), o);
     FAIL("expected goro::leak_error");
   } catch (const goro::leak_error& e) {
     INFO(e.what());
