@@ -299,6 +299,8 @@ class Runtime {
   std::string describe_blocked(bool include_main, std::size_t* count = nullptr,
                                std::size_t* running = nullptr);
   std::string settled_leak_report(std::size_t& leaked);
+  // for_each_fiber() calls fn on every fiber that has not exited, holding
+  // that fiber's registry shard lock.
   template <class Fn>
   void for_each_fiber(Fn&& fn);
 
@@ -593,16 +595,13 @@ inline void Runtime::unwind_all() noexcept {
   AsymmetricFence::heavy();  // stopping_ is set
   for (;;) {
     WakeList wake;
-    for (RegistryShard& shard : shards_) {
-      std::lock_guard guard(shard.lock);
-      for (Fiber* f = shard.head; f; f = f->reg_next) {
-        Parker::Ticket t;
-        if (!f->parker.open_ticket(t)) continue;
-        std::unique_lock<SpinLock> claim_guard;  // held for a prepare_locked() wait
-        if (SpinLock* lock = f->parker.claim_lock()) claim_guard = std::unique_lock(*lock);
-        wake.add_if_claimed(t, WakeReason::unwind);
-      }
-    }
+    for_each_fiber([&](Fiber* f) {  // under f's shard lock
+      Parker::Ticket t;
+      if (!f->parker.open_ticket(t)) return;
+      std::unique_lock<SpinLock> claim_guard;  // held for a prepare_locked() wait
+      if (SpinLock* lock = f->parker.claim_lock()) claim_guard = std::unique_lock(*lock);
+      wake.add_if_claimed(t, WakeReason::unwind);
+    });
     wake.flush();
     std::unique_lock lock(mutex_);
     if (live_fibers() == 0) return;
@@ -849,10 +848,12 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
   if (w->stack_cache.size() > Worker::kStackCache) {
     StackPool::instance().release_batch(w->stack_cache, Worker::kStackCache / 2);
   }
-  if (++w->exited_count >= Worker::kExitBatch || stopping()) unregister_exited(w);
   if (stopping()) {
+    unregister_exited(w);
     std::lock_guard guard(mutex_);
     cv_.notify_all();
+  } else if (++w->exited_count >= Worker::kExitBatch) {
+    unregister_exited(w);
   }
 }
 
