@@ -620,3 +620,150 @@ TEST_CASE("steal gate: owner and thief sections exclude each other", "[runtime][
   CHECK(shared_a == owner_sections + thief_sections.load());
   CHECK(shared_b == owner_sections + thief_sections.load());
 }
+
+namespace {
+
+using goro::detail::Fiber;
+using goro::detail::LocalRunQueue;
+using PopOrder = goro::detail::LocalRunQueue::PopOrder;
+
+// Fibers for the run-queue tests: only their addresses and links are used.
+std::vector<std::unique_ptr<Fiber>> make_fibers(std::size_t n) {
+  std::vector<std::unique_ptr<Fiber>> fibers;
+  for (std::size_t i = 0; i < n; ++i) fibers.push_back(std::make_unique<Fiber>(goro::detail::Stack{}, i));
+  return fibers;
+}
+
+}  // namespace
+
+TEST_CASE("run queue: the newest never-run spawn leaves from the tail, the rest from the head",
+          "[runtime][runqueue]") {
+  auto f = make_fibers(6);
+  goro::detail::GlobalRunQueue overflow;
+  LocalRunQueue q;
+  q.push(f[0].get(), overflow);                 // woken: FIFO
+  q.push(f[1].get(), overflow, /*lifo=*/true);  // spawned, never ran
+  q.push(f[2].get(), overflow, /*lifo=*/true);
+  q.push(f[3].get(), overflow);
+  q.push(f[4].get(), overflow, /*lifo=*/true);
+  CHECK(q.pop(PopOrder::newest_spawn_first) == f[4].get());
+  // The tail is now a woken fiber: the head goes first.
+  CHECK(q.pop(PopOrder::newest_spawn_first) == f[0].get());
+  q.push(f[5].get(), overflow, /*lifo=*/true);
+  // started_head_first serves a head that ran before; f[1] never ran.
+  CHECK(q.pop(PopOrder::started_head_first) == f[5].get());
+  CHECK(q.pop(PopOrder::oldest_first) == f[1].get());
+  // A thief takes the oldest half.
+  LocalRunQueue thief;
+  CHECK(q.steal_into(thief) == f[2].get());
+  CHECK(thief.empty());
+  CHECK(q.pop(PopOrder::newest_spawn_first) == f[3].get());
+  CHECK(q.pop(PopOrder::newest_spawn_first) == nullptr);
+  CHECK(overflow.empty());
+}
+
+TEST_CASE("run queue: a full ring moves its oldest half to the global queue", "[runtime][runqueue]") {
+  const std::size_t n = LocalRunQueue::kCapacity + 1;
+  auto f = make_fibers(n);
+  goro::detail::GlobalRunQueue overflow;
+  LocalRunQueue q;
+  for (std::size_t i = 0; i < n; ++i) q.push(f[i].get(), overflow, /*lifo=*/true);
+  CHECK(q.size() == LocalRunQueue::kCapacity / 2);
+  CHECK(overflow.size() == LocalRunQueue::kCapacity / 2 + 1);
+  CHECK(overflow.pop() == f[0].get());  // the oldest went first
+  // The ring keeps the newer half; the newest is not in it (it went along).
+  CHECK(q.pop(PopOrder::newest_spawn_first) == f[n - 2].get());
+  CHECK(q.pop(PopOrder::oldest_first) == f[LocalRunQueue::kCapacity / 2].get());
+}
+
+TEST_CASE("run queue: owner pops at both ends while thieves steal; each fiber is taken once",
+          "[runtime][runqueue]") {
+  const std::size_t n = scaled(400'000, 200'000, 40'000);
+  auto f = make_fibers(n);
+  std::vector<std::atomic<int>> taken(n);
+  goro::detail::GlobalRunQueue overflow;
+  LocalRunQueue q;
+  std::atomic<bool> done{false};
+  auto take = [&](Fiber* fiber) { taken[fiber->id].fetch_add(1, std::memory_order_relaxed); };
+  std::thread thief([&] {
+    LocalRunQueue mine;
+    while (!done.load(std::memory_order_acquire)) {
+      if (Fiber* got = q.steal_into(mine)) {
+        take(got);
+        while (Fiber* more = mine.pop(PopOrder::oldest_first)) take(more);
+      }
+    }
+  });
+  std::uint32_t rng = 12345;
+  for (std::size_t i = 0; i < n; ++i) {
+    rng = rng * 1664525u + 1013904223u;
+    q.push(f[i].get(), overflow, (rng >> 16) & 1);
+    if ((rng >> 20) % 3 == 0) {  // pop about one in three, from either end
+      const PopOrder order = (rng >> 24) & 1 ? PopOrder::newest_spawn_first : PopOrder::oldest_first;
+      if (Fiber* got = q.pop(order)) take(got);
+    }
+  }
+  while (Fiber* got = q.pop(PopOrder::newest_spawn_first)) take(got);
+  done.store(true, std::memory_order_release);
+  thief.join();
+  while (Fiber* got = overflow.pop()) take(got);
+  std::size_t wrong = 0;
+  for (auto& t : taken) wrong += t.load() != 1;
+  CHECK(wrong == 0);
+}
+
+namespace {
+
+// fork_join_tree(): each fiber of a `fanout`-ary tree of `depth` levels below
+// it spawns its children and sums their results; `alive` counts fibers that
+// started and have not finished, and `peak` its maximum.
+std::int64_t fork_join_tree(int depth, int fanout, std::atomic<int>& alive, std::atomic<int>& peak) {
+  const int now = alive.fetch_add(1) + 1;
+  for (int seen = peak.load(); now > seen && !peak.compare_exchange_weak(seen, now);) {
+  }
+  std::int64_t sum = 1;
+  if (depth > 0) {
+    goro::Channel<std::int64_t> results(static_cast<std::size_t>(fanout));
+    for (int i = 0; i < fanout; ++i) {
+      goro::go([=, &alive, &peak] { results.send(fork_join_tree(depth - 1, fanout, alive, peak)); });
+    }
+    for (int i = 0; i < fanout; ++i) sum += results.recv().value();
+  }
+  alive.fetch_sub(1);
+  return sum;
+}
+
+}  // namespace
+
+TEST_CASE("a fork-join tree runs depth-first: few of its fibers are alive at once", "[runtime][runqueue]") {
+  // 4,681 fibers; breadth-first, the 512 of the third level would all wait
+  // at once for their children.
+  const int depth = 4, fanout = 8;
+  std::atomic<int> alive{0}, peak{0};
+  const std::int64_t sum =
+      goro::run([&] { return fork_join_tree(depth, fanout, alive, peak); }, with_workers(1));
+  CHECK(sum == (1 + 8 + 64 + 512 + 4096));
+  CHECK(peak.load() <= 2 * (depth + 1));
+}
+
+TEST_CASE("an old spawn is not starved by newer spawns that keep the worker busy", "[runtime][runqueue]") {
+  // One worker: `old` waits at the bottom of the ring while main keeps
+  // forking pairs of children above it, so only the ring's stalled-head
+  // turn can start it.
+  const long give_up = 1'000'000;
+  const long rounds = goro::run(
+      [&] {
+        std::atomic<bool> started{false};
+        goro::go([&] { started = true; });
+        long round = 0;
+        for (; !started.load() && round < give_up; ++round) {
+          goro::WaitGroup wg;
+          wg.go([] {});
+          wg.go([] {});
+          wg.wait();
+        }
+        return round;
+      },
+      with_workers(1));
+  CHECK(rounds < give_up);
+}

@@ -1,12 +1,27 @@
 // Run queues of the work-stealing scheduler, after Go's runtime/proc.go.
 //
 // LocalRunQueue is a worker's own fixed ring of runnable fibers. Only its
-// owner pushes (at tail) and pops (at head); other workers steal half of it
-// at a time from the head. head_ is advanced by CAS (owner pop and thieves
-// race on it); tail_ is written by the owner only, with release so a thief
-// that reads it sees the slots written before. A thief copies slots first
-// and then CASes head_: if the CAS fails the copy is discarded, so slots are
-// atomics read relaxed (a stale copy is never used).
+// owner pushes (at the tail) and pops: the oldest from the head, or, for a
+// fiber pushed `lifo` (one spawned and not yet run), the newest from the
+// tail. Other workers steal the oldest half at a time from the head. Head,
+// tail and a version share one atomic word, and every pop and steal is one
+// CAS on it, so an owner's pop at either end and a thief's steal never both
+// take the same slot. A push is a fetch_add on the tail's bits (the owner
+// alone moves the tail), with release so a thief that loads the word sees
+// the slots written before. A thief copies slots first and then CASes: if
+// the CAS fails the copy is discarded, so slots are atomics read relaxed (a
+// stale copy is never used).
+//
+// Why the newest spawned fiber first: a fiber that spawns children and waits
+// for them (a fork-join tree, skynet) then runs the tree depth-first, so
+// only about depth x fan-out fibers are alive at once and their stacks stay
+// warm; taking the oldest first runs it breadth-first, with most of a level
+// parked at once. Thieves still take the oldest, the biggest subtrees.
+// Fairness: a fiber that already ran (woken, yielded) is served from the
+// head on the scheduler's housekeeping ticks, as in a FIFO ring; and when
+// the head has not moved for a long while, the scheduler serves it whatever
+// it is (Runtime::find_local_housekeeping), so an old spawn is not starved
+// by a busy fork-join above it.
 //
 // GlobalRunQueue takes fibers made runnable off the workers (by plain threads,
 // by a full local ring, by the runtime itself); a mutex guards it and an
@@ -86,93 +101,144 @@ class LocalRunQueue {
  public:
   static constexpr std::uint32_t kCapacity = 256;
 
-  // push() appends `f`; when the ring is full, half of it and `f` move to
-  // `overflow`. Owner only.
-  void push(Fiber* f, GlobalRunQueue& overflow) noexcept {
+  // push() appends `f`; `lifo` marks it as one the owner may take back from
+  // the tail (pop). When the ring is full, half of it (the oldest) and `f`
+  // move to `overflow`. Owner only.
+  void push(Fiber* f, GlobalRunQueue& overflow, bool lifo = false) noexcept {
+    const std::uintptr_t slot = reinterpret_cast<std::uintptr_t>(f) | (lifo ? kLifo : 0);
     for (;;) {
-      std::uint32_t h = head_.load(std::memory_order_acquire);
-      std::uint32_t t = tail_.load(std::memory_order_relaxed);
-      if (t - h < kCapacity) {
-        slots_[t % kCapacity].store(f, std::memory_order_relaxed);
-        tail_.store(t + 1, std::memory_order_release);
+      const std::uint64_t s = state_.load(std::memory_order_acquire);
+      if (count(s) < kCapacity) {
+        slots_[tail_of(s) % kCapacity].store(slot, std::memory_order_relaxed);
+        // Only the owner moves the tail, so nobody else changes it between
+        // the load and this add; thieves only move the head.
+        state_.fetch_add(kTailOne, std::memory_order_release);
         return;
       }
-      if (push_half_to(overflow, h, t, f)) return;
+      if (push_half_to(overflow, s, f)) return;
     }
   }
 
-  // pop() takes the oldest fiber, or null. Owner only.
-  Fiber* pop() noexcept {
-    std::uint32_t h = head_.load(std::memory_order_acquire);
+  // PopOrder: which end pop() serves.
+  enum class PopOrder {
+    newest_spawn_first,   // the tail if it was pushed `lifo`, else the head
+    started_head_first,   // the head if it was not pushed `lifo`, else as above
+    oldest_first,         // the head
+  };
+
+  // pop() takes a fiber in `order`, or null if the ring is empty. Owner only.
+  Fiber* pop(PopOrder order) noexcept {
+    std::uint64_t s = state_.load(std::memory_order_acquire);
     for (;;) {
-      std::uint32_t t = tail_.load(std::memory_order_relaxed);
-      if (t == h) return nullptr;
-      Fiber* f = slots_[h % kCapacity].load(std::memory_order_relaxed);
-      if (head_.compare_exchange_weak(h, h + 1, std::memory_order_release,
-                                      std::memory_order_acquire))
-        return f;
+      if (count(s) == 0) return nullptr;
+      const std::uintptr_t oldest = slots_[head_of(s) % kCapacity].load(std::memory_order_relaxed);
+      const bool head_wins = order == PopOrder::oldest_first ||
+                             (order == PopOrder::started_head_first && !(oldest & kLifo));
+      if (!head_wins) {
+        const std::uintptr_t newest = slots_[(tail_of(s) - 1) % kCapacity].load(std::memory_order_relaxed);
+        if (newest & kLifo) {
+          if (state_.compare_exchange_weak(s, without_newest(s), std::memory_order_acq_rel,
+                                           std::memory_order_acquire))
+            return to_fiber(newest);
+          continue;
+        }
+      }
+      if (state_.compare_exchange_weak(s, with_head(s, head_of(s) + 1), std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+        return to_fiber(oldest);
     }
   }
 
-  // steal_into() moves about half of this ring into `thief` (which must be
-  // empty, and owned by the caller) and returns one of the stolen fibers.
+  // head_index() is the head's position, which moves each time the oldest
+  // fiber leaves (popped or stolen). Owner only.
+  std::uint32_t head_index() const noexcept { return head_of(state_.load(std::memory_order_relaxed)); }
+
+  // steal_into() moves about half of this ring, the oldest, into `thief`
+  // (which must be empty, and owned by the caller) and returns one of the
+  // stolen fibers.
   Fiber* steal_into(LocalRunQueue& thief) noexcept {
-    std::uint32_t th = thief.tail_.load(std::memory_order_relaxed);
+    const std::uint32_t th = tail_of(thief.state_.load(std::memory_order_relaxed));
+    std::uint64_t s = state_.load(std::memory_order_acquire);
     for (;;) {
-      std::uint32_t h = head_.load(std::memory_order_acquire);
-      std::uint32_t t = tail_.load(std::memory_order_acquire);
-      std::uint32_t n = t - h;
+      std::uint32_t n = count(s);
       n = n - n / 2;
-      if (n == 0 || n > kCapacity / 2 + 1) {
-        if (n == 0) return nullptr;
-        continue;  // read head and tail at different moments: retry
-      }
+      if (n == 0) return nullptr;
+      const std::uint32_t h = head_of(s);
       for (std::uint32_t i = 0; i < n; ++i) {
-        Fiber* f = slots_[(h + i) % kCapacity].load(std::memory_order_relaxed);
-        thief.slots_[(th + i) % kCapacity].store(f, std::memory_order_relaxed);
+        const std::uintptr_t slot = slots_[(h + i) % kCapacity].load(std::memory_order_relaxed);
+        thief.slots_[(th + i) % kCapacity].store(slot, std::memory_order_relaxed);
       }
-      if (head_.compare_exchange_weak(h, h + n, std::memory_order_acq_rel,
-                                      std::memory_order_relaxed)) {
+      // The CAS covers head, tail and version: it fails if the owner took
+      // anything back from the tail since the load, so the copy is current.
+      if (state_.compare_exchange_weak(s, with_head(s, h + n), std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
         --n;
-        Fiber* first = thief.slots_[(th + n) % kCapacity].load(std::memory_order_relaxed);
-        if (n > 0) thief.tail_.store(th + n, std::memory_order_release);
-        return first;
+        const std::uintptr_t first = thief.slots_[(th + n) % kCapacity].load(std::memory_order_relaxed);
+        if (n > 0) thief.state_.fetch_add(n * kTailOne, std::memory_order_release);
+        return to_fiber(first);
       }
     }
   }
 
-  // mark() is a thief's look at the ring, for waited_since(): true while a
-  // fiber that was queued at that look is still queued, i.e. the owner has
-  // not got to it in all the time since. Any thread.
-  std::uint32_t mark() const noexcept { return tail_.load(std::memory_order_acquire); }
+  // mark() is a thief's look at the ring, for waited_since(): true while the
+  // owner has not taken, from the head, every fiber that was queued at that
+  // look. (Fibers taken back from the tail do not count: a thief may then
+  // steal a little early.) Any thread.
+  std::uint32_t mark() const noexcept { return tail_of(state_.load(std::memory_order_acquire)); }
   bool waited_since(std::uint32_t mark) const noexcept {
-    return static_cast<std::int32_t>(mark - head_.load(std::memory_order_acquire)) > 0;
+    const std::uint32_t h = head_of(state_.load(std::memory_order_acquire));
+    return static_cast<std::int16_t>(static_cast<std::uint16_t>(mark - h)) > 0;
   }
-  bool empty() const noexcept {
-    return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire);
-  }
-  std::uint32_t size() const noexcept {
-    return tail_.load(std::memory_order_acquire) - head_.load(std::memory_order_acquire);
-  }
+  bool empty() const noexcept { return size() == 0; }
+  std::uint32_t size() const noexcept { return count(state_.load(std::memory_order_acquire)); }
 
  private:
-  bool push_half_to(GlobalRunQueue& overflow, std::uint32_t h, std::uint32_t t, Fiber* f) noexcept {
-    const std::uint32_t n = (t - h) / 2;
+  // state_ packs the ring's indices and a version into one word, so that one
+  // CAS decides every race between the owner and the thieves:
+  //   bits  0-15 head     (oldest; advanced by the owner's FIFO pops and by thieves)
+  //   bits 16-47 version  (bumped by each pop from the tail)
+  //   bits 48-63 tail     (one past the newest; moved by the owner only)
+  // Indices count modulo 2^16, a multiple of kCapacity. The version defeats
+  // ABA: without it, a pop from the tail and a push would restore the word a
+  // thief read before copying the popped slot, and its CAS would succeed.
+  static constexpr std::uint64_t kTailOne = std::uint64_t{1} << 48;
+  static constexpr std::uint64_t kVersionOne = std::uint64_t{1} << 16;
+  static constexpr std::uintptr_t kLifo = 1;  // a slot's tag: Fiber is aligned
+  static_assert(alignof(Fiber) > 1);
+
+  static std::uint32_t head_of(std::uint64_t s) noexcept { return static_cast<std::uint32_t>(s & 0xFFFF); }
+  static std::uint32_t tail_of(std::uint64_t s) noexcept { return static_cast<std::uint32_t>(s >> 48); }
+  static std::uint32_t count(std::uint64_t s) noexcept { return (tail_of(s) - head_of(s)) & 0xFFFF; }
+  static std::uint64_t with_head(std::uint64_t s, std::uint32_t h) noexcept {
+    return (s & ~std::uint64_t{0xFFFF}) | (h & 0xFFFF);
+  }
+  // without_newest(): tail one back, version one up (wrapping inside its bits).
+  static std::uint64_t without_newest(std::uint64_t s) noexcept {
+    const std::uint64_t version = ((s >> 16) + 1) & 0xFFFFFFFF;
+    const std::uint64_t tail = (tail_of(s) - 1) & 0xFFFF;
+    return (s & 0xFFFF) | version << 16 | tail << 48;
+  }
+  static Fiber* to_fiber(std::uintptr_t slot) noexcept { return reinterpret_cast<Fiber*>(slot & ~kLifo); }
+
+  // push_half_to() moves the oldest half of a full ring and `f` to `overflow`;
+  // false if thieves took some meanwhile (there is room now).
+  bool push_half_to(GlobalRunQueue& overflow, std::uint64_t s, Fiber* f) noexcept {
+    const std::uint32_t n = count(s) / 2;
+    const std::uint32_t h = head_of(s);
     Fiber* batch[kCapacity / 2 + 1];
     for (std::uint32_t i = 0; i < n; ++i)
-      batch[i] = slots_[(h + i) % kCapacity].load(std::memory_order_relaxed);
-    if (!head_.compare_exchange_strong(h, h + n, std::memory_order_release,
-                                       std::memory_order_relaxed))
-      return false;  // thieves took some: there is room now
+      batch[i] = to_fiber(slots_[(h + i) % kCapacity].load(std::memory_order_relaxed));
+    if (!state_.compare_exchange_strong(s, with_head(s, h + n), std::memory_order_acq_rel,
+                                        std::memory_order_relaxed))
+      return false;
     batch[n] = f;
     for (std::uint32_t i = 0; i < n; ++i) batch[i]->next_runnable = batch[i + 1];
     overflow.push_batch(batch[0], batch[n], n + 1);
     return true;
   }
 
-  alignas(64) std::atomic<std::uint32_t> head_{0};
-  alignas(64) std::atomic<std::uint32_t> tail_{0};
-  std::array<std::atomic<Fiber*>, kCapacity> slots_{};
+  alignas(64) std::atomic<std::uint64_t> state_{0};
+  std::array<std::atomic<std::uintptr_t>, kCapacity> slots_{};
 };
 
 }  // namespace goro::detail

@@ -152,6 +152,10 @@ struct alignas(64) Worker {
   // empty slot needs no gate: thieves only empty it).
   StealGate runnext_gate;
   std::uint32_t runnext_streak = 0;
+  // The ring's head at the last fairness check and how many checks in a row
+  // found it there (Runtime::head_stalled).
+  std::uint32_t stalled_head = 0;
+  std::uint32_t stalled_checks = 0;
   // A pick that was due to fire timers while its parking fiber still held a
   // commit lock leaves them to land(), which runs once that lock is free.
   bool timers_deferred = false;
@@ -207,6 +211,12 @@ class Runtime {
   // takes from the global queue first, so it is never starved.
   static constexpr std::uint32_t kHousekeepingTicks = 16;
   static constexpr std::uint32_t kGlobalFairnessTicks = 64;
+  // A ring head that has not moved for kStalledHeadTicks picks is served
+  // next (head_stalled). Shorter periods cost fork-join trees dearly: each
+  // turn starts an old subtree, the ring overflows to the global queue, and
+  // its fairness turns start more (skynet 1M on one worker: 28,000 page
+  // faults at 16,384 ticks, 466 at 65,536).
+  static constexpr std::uint32_t kStalledHeadTicks = 65536;
   static constexpr bool housekeeping_due(std::uint32_t tick) noexcept {
     return (tick & (kHousekeepingTicks - 1)) == 0;
   }
@@ -267,7 +277,8 @@ class Runtime {
   void run_fiber_from_root(Worker* w, Fiber* f) noexcept;
   Fiber* find_local(Worker* w, bool may_run_timers = true) noexcept;
   Fiber* find_local_housekeeping(Worker* w, std::uint32_t tick, bool may_run_timers) noexcept;
-  Fiber* take_local(Worker* w) noexcept;
+  Fiber* take_local(Worker* w, LocalRunQueue::PopOrder order) noexcept;
+  bool head_stalled(Worker* w, std::uint32_t tick) noexcept;
   Fiber* take_runnext_of(Worker* victim) noexcept;
   Fiber* pick_seeded(Worker* w) noexcept;
   Fiber* refill_from_global(Worker* w) noexcept;
@@ -890,7 +901,9 @@ GORO_NOINLINE inline void Runtime::make_runnable_queued(Fiber* f, Worker* w) noe
         w->runnext.store(f, std::memory_order_release);
       }
       if (!kicked) return;  // a thief emptied the slot meanwhile
-      w->runq.push(kicked, global_);
+      // A kicked fiber that never ran (a spawn's sibling) may be taken back
+      // newest-first; see run_queue.hpp.
+      w->runq.push(kicked, global_, /*lifo=*/!kicked->ctx.fctx);
     } else {
       w->runq.push(f, global_);
     }
@@ -991,7 +1004,7 @@ GORO_NOINLINE inline Fiber* Runtime::find_local(Worker* w, bool may_run_timers) 
   if (housekeeping_due(tick) || special_mode_) [[unlikely]] {
     return find_local_housekeeping(w, tick, may_run_timers);
   }
-  return take_local(w);
+  return take_local(w, LocalRunQueue::PopOrder::newest_spawn_first);
 }
 
 GORO_NOINLINE inline Fiber* Runtime::find_local_housekeeping(Worker* w, std::uint32_t tick,
@@ -1007,14 +1020,33 @@ GORO_NOINLINE inline Fiber* Runtime::find_local_housekeeping(Worker* w, std::uin
   if (tick % kGlobalFairnessTicks == 0) {
     if (Fiber* f = global_.pop()) return f;
   }
-  return take_local(w);
+  return take_local(w, head_stalled(w, tick) ? LocalRunQueue::PopOrder::oldest_first
+                                            : LocalRunQueue::PopOrder::started_head_first);
+}
+
+// head_stalled() says whether the ring's head has stayed in place for
+// kStalledHeadTicks or more, checked every kGlobalFairnessTicks: then its
+// oldest fiber gets a turn even if it is a spawn that never ran, which the
+// newest-spawn-first order would otherwise leave for as long as the fibers
+// above it keep spawning. Called on housekeeping ticks.
+inline bool Runtime::head_stalled(Worker* w, std::uint32_t tick) noexcept {
+  if (tick % kGlobalFairnessTicks != 0) return false;
+  const std::uint32_t head = w->runq.head_index();
+  if (head != w->stalled_head || w->runq.empty()) {
+    w->stalled_head = head;
+    w->stalled_checks = 0;
+    return false;
+  }
+  if (++w->stalled_checks < kStalledHeadTicks / kGlobalFairnessTicks) return false;
+  w->stalled_checks = 0;
+  return true;
 }
 
 // take_local() takes the runnext fiber (at most kRunnextStreak times in a
-// row), else the ring's head, else a share of the global queue. The runnext
-// slot is read and emptied inside the worker's StealGate: no locked
-// instruction unless a thief is inside.
-inline Fiber* Runtime::take_local(Worker* w) noexcept {
+// row), else one from the ring in `order`, else a share of the global
+// queue. The runnext slot is read and emptied inside the worker's
+// StealGate: no locked instruction unless a thief is inside.
+inline Fiber* Runtime::take_local(Worker* w, LocalRunQueue::PopOrder order) noexcept {
   if (w->runnext.load(std::memory_order_relaxed)) {
     Fiber* f = nullptr;
     {
@@ -1029,7 +1061,7 @@ inline Fiber* Runtime::take_local(Worker* w) noexcept {
     if (f) w->runq.push(f, global_);  // past its streak: let the ring have its turn
   }
   w->runnext_streak = 0;
-  if (Fiber* f = w->runq.pop()) return f;
+  if (Fiber* f = w->runq.pop(order)) return f;
   return refill_from_global(w);
 }
 
