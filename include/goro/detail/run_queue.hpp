@@ -3,14 +3,15 @@
 // LocalRunQueue is a worker's own fixed ring of runnable fibers. Only its
 // owner pushes (at the tail) and pops: the oldest from the head, or, for a
 // fiber pushed `lifo` (one spawned and not yet run), the newest from the
-// tail. Other workers steal the oldest half at a time from the head. Head,
-// tail and a version share one atomic word, and every pop and steal is one
-// CAS on it, so an owner's pop at either end and a thief's steal never both
-// take the same slot. A push is a fetch_add on the tail's bits (the owner
-// alone moves the tail), with release so a thief that loads the word sees
-// the slots written before. A thief copies slots first and then CASes: if
-// the CAS fails the copy is discarded, so slots are atomics read relaxed (a
-// stale copy is never used).
+// tail. Other workers steal the oldest half at a time from the head. The
+// head shares one atomic word with a version, and every pop (at either end)
+// and every steal is one CAS on that word, so no two of them take the same
+// slot: a pop from the tail moves the tail back first and then bumps the
+// version, which fails the CAS of any thief that read the word before. The
+// tail is written by the owner only, with release, so a thief that reads it
+// sees the slots written before. A thief copies slots first and then CASes:
+// if the CAS fails the copy is discarded, so slots are atomics read relaxed
+// (a stale copy is never used).
 //
 // Why the newest spawned fiber first: a fiber that spawns children and waits
 // for them (a fork-join tree, skynet) then runs the tree depth-first, so
@@ -107,15 +108,14 @@ class LocalRunQueue {
   void push(Fiber* f, GlobalRunQueue& overflow, bool lifo = false) noexcept {
     const std::uintptr_t slot = reinterpret_cast<std::uintptr_t>(f) | (lifo ? kLifo : 0);
     for (;;) {
-      const std::uint64_t s = state_.load(std::memory_order_acquire);
-      if (count(s) < kCapacity) {
-        slots_[tail_of(s) % kCapacity].store(slot, std::memory_order_relaxed);
-        // Only the owner moves the tail, so nobody else changes it between
-        // the load and this add; thieves only move the head.
-        state_.fetch_add(kTailOne, std::memory_order_release);
+      const std::uint64_t hw = head_word_.load(std::memory_order_acquire);
+      const std::uint32_t t = tail_.load(std::memory_order_relaxed);
+      if (t - head_of(hw) < kCapacity) {
+        slots_[t % kCapacity].store(slot, std::memory_order_relaxed);
+        tail_.store(t + 1, std::memory_order_release);
         return;
       }
-      if (push_half_to(overflow, s, f)) return;
+      if (push_half_to(overflow, hw, t, f)) return;
     }
   }
 
@@ -128,53 +128,58 @@ class LocalRunQueue {
 
   // pop() takes a fiber in `order`, or null if the ring is empty. Owner only.
   Fiber* pop(PopOrder order) noexcept {
-    std::uint64_t s = state_.load(std::memory_order_acquire);
+    std::uint64_t hw = head_word_.load(std::memory_order_acquire);
     for (;;) {
-      if (count(s) == 0) return nullptr;
-      const std::uintptr_t oldest = slots_[head_of(s) % kCapacity].load(std::memory_order_relaxed);
+      const std::uint32_t h = head_of(hw);
+      const std::uint32_t t = tail_.load(std::memory_order_relaxed);
+      if (t == h) return nullptr;
+      const std::uintptr_t oldest = slots_[h % kCapacity].load(std::memory_order_relaxed);
       const bool head_wins = order == PopOrder::oldest_first ||
                              (order == PopOrder::started_head_first && !(oldest & kLifo));
       if (!head_wins) {
-        const std::uintptr_t newest = slots_[(tail_of(s) - 1) % kCapacity].load(std::memory_order_relaxed);
+        const std::uintptr_t newest = slots_[(t - 1) % kCapacity].load(std::memory_order_relaxed);
         if (newest & kLifo) {
-          if (state_.compare_exchange_weak(s, without_newest(s), std::memory_order_acq_rel,
-                                           std::memory_order_acquire))
-            return to_fiber(newest);
-          continue;
+          if (Fiber* f = pop_newest(hw, t)) return f;
+          continue;  // a thief took it: hw holds the new head word
         }
       }
-      if (state_.compare_exchange_weak(s, with_head(s, head_of(s) + 1), std::memory_order_acq_rel,
-                                       std::memory_order_acquire))
+      if (head_word_.compare_exchange_weak(hw, hw + 1, std::memory_order_acq_rel,
+                                           std::memory_order_acquire))
         return to_fiber(oldest);
     }
   }
 
   // head_index() is the head's position, which moves each time the oldest
   // fiber leaves (popped or stolen). Owner only.
-  std::uint32_t head_index() const noexcept { return head_of(state_.load(std::memory_order_relaxed)); }
+  std::uint32_t head_index() const noexcept { return head_of(head_word_.load(std::memory_order_relaxed)); }
 
   // steal_into() moves about half of this ring, the oldest, into `thief`
   // (which must be empty, and owned by the caller) and returns one of the
   // stolen fibers.
   Fiber* steal_into(LocalRunQueue& thief) noexcept {
-    const std::uint32_t th = tail_of(thief.state_.load(std::memory_order_relaxed));
-    std::uint64_t s = state_.load(std::memory_order_acquire);
+    const std::uint32_t th = thief.tail_.load(std::memory_order_relaxed);
     for (;;) {
-      std::uint32_t n = count(s);
+      std::uint64_t hw = head_word_.load(std::memory_order_acquire);
+      const std::uint32_t h = head_of(hw);
+      const std::uint32_t t = tail_.load(std::memory_order_acquire);  // after the head word
+      std::uint32_t n = t - h;
       n = n - n / 2;
-      if (n == 0) return nullptr;
-      const std::uint32_t h = head_of(s);
+      if (n == 0 || n > kCapacity / 2 + 1) {
+        if (n == 0) return nullptr;
+        continue;  // read head and tail at different moments: retry
+      }
       for (std::uint32_t i = 0; i < n; ++i) {
         const std::uintptr_t slot = slots_[(h + i) % kCapacity].load(std::memory_order_relaxed);
         thief.slots_[(th + i) % kCapacity].store(slot, std::memory_order_relaxed);
       }
-      // The CAS covers head, tail and version: it fails if the owner took
-      // anything back from the tail since the load, so the copy is current.
-      if (state_.compare_exchange_weak(s, with_head(s, h + n), std::memory_order_acq_rel,
-                                       std::memory_order_acquire)) {
+      // Fails if the owner popped at either end since the load (a pop from
+      // the tail bumps the version), so a successful CAS means the copy is
+      // current and none of it was taken.
+      if (head_word_.compare_exchange_weak(hw, hw + n, std::memory_order_acq_rel,
+                                           std::memory_order_relaxed)) {
         --n;
         const std::uintptr_t first = thief.slots_[(th + n) % kCapacity].load(std::memory_order_relaxed);
-        if (n > 0) thief.state_.fetch_add(n * kTailOne, std::memory_order_release);
+        if (n > 0) thief.tail_.store(th + n, std::memory_order_release);
         return to_fiber(first);
       }
     }
@@ -184,52 +189,59 @@ class LocalRunQueue {
   // owner has not taken, from the head, every fiber that was queued at that
   // look. (Fibers taken back from the tail do not count: a thief may then
   // steal a little early.) Any thread.
-  std::uint32_t mark() const noexcept { return tail_of(state_.load(std::memory_order_acquire)); }
+  std::uint32_t mark() const noexcept { return tail_.load(std::memory_order_acquire); }
   bool waited_since(std::uint32_t mark) const noexcept {
-    const std::uint32_t h = head_of(state_.load(std::memory_order_acquire));
-    return static_cast<std::int16_t>(static_cast<std::uint16_t>(mark - h)) > 0;
+    return static_cast<std::int32_t>(mark - head_of(head_word_.load(std::memory_order_acquire))) > 0;
   }
   bool empty() const noexcept { return size() == 0; }
-  std::uint32_t size() const noexcept { return count(state_.load(std::memory_order_acquire)); }
+  std::uint32_t size() const noexcept {
+    const std::uint32_t h = head_of(head_word_.load(std::memory_order_acquire));
+    const std::uint32_t t = tail_.load(std::memory_order_acquire);
+    return static_cast<std::int32_t>(t - h) > 0 ? t - h : 0;
+  }
 
  private:
-  // state_ packs the ring's indices and a version into one word, so that one
-  // CAS decides every race between the owner and the thieves:
-  //   bits  0-15 head     (oldest; advanced by the owner's FIFO pops and by thieves)
-  //   bits 16-47 version  (bumped by each pop from the tail)
-  //   bits 48-63 tail     (one past the newest; moved by the owner only)
-  // Indices count modulo 2^16, a multiple of kCapacity. The version defeats
-  // ABA: without it, a pop from the tail and a push would restore the word a
-  // thief read before copying the popped slot, and its CAS would succeed.
-  static constexpr std::uint64_t kTailOne = std::uint64_t{1} << 48;
-  static constexpr std::uint64_t kVersionOne = std::uint64_t{1} << 16;
+  // head_word_ is the head (low 32 bits) and a version (high 32 bits). Every
+  // pop and steal is one CAS on it; the version, bumped by each pop from the
+  // tail, makes that pop fail a thief's CAS that started before it. tail_ is
+  // the owner's alone. Indices count modulo 2^32, a multiple of kCapacity.
+  static constexpr std::uint64_t kVersionOne = std::uint64_t{1} << 32;
   static constexpr std::uintptr_t kLifo = 1;  // a slot's tag: Fiber is aligned
   static_assert(alignof(Fiber) > 1);
 
-  static std::uint32_t head_of(std::uint64_t s) noexcept { return static_cast<std::uint32_t>(s & 0xFFFF); }
-  static std::uint32_t tail_of(std::uint64_t s) noexcept { return static_cast<std::uint32_t>(s >> 48); }
-  static std::uint32_t count(std::uint64_t s) noexcept { return (tail_of(s) - head_of(s)) & 0xFFFF; }
-  static std::uint64_t with_head(std::uint64_t s, std::uint32_t h) noexcept {
-    return (s & ~std::uint64_t{0xFFFF}) | (h & 0xFFFF);
-  }
-  // without_newest(): tail one back, version one up (wrapping inside its bits).
-  static std::uint64_t without_newest(std::uint64_t s) noexcept {
-    const std::uint64_t version = ((s >> 16) + 1) & 0xFFFFFFFF;
-    const std::uint64_t tail = (tail_of(s) - 1) & 0xFFFF;
-    return (s & 0xFFFF) | version << 16 | tail << 48;
-  }
+  static std::uint32_t head_of(std::uint64_t hw) noexcept { return static_cast<std::uint32_t>(hw); }
   static Fiber* to_fiber(std::uintptr_t slot) noexcept { return reinterpret_cast<Fiber*>(slot & ~kLifo); }
+
+  // pop_newest() takes the slot at t - 1 (t is the tail, hw the head word the
+  // caller loaded). The tail moves back first, so a thief whose load of the
+  // head word sees this pop's version also sees the shorter ring; a thief
+  // that loaded the head word before fails its CAS. Returns null, with hw
+  // reloaded and the tail restored, if a thief took the slot first.
+  Fiber* pop_newest(std::uint64_t& hw, std::uint32_t t) noexcept {
+    const std::uintptr_t newest = slots_[(t - 1) % kCapacity].load(std::memory_order_relaxed);
+    tail_.store(t - 1, std::memory_order_relaxed);
+    for (;;) {
+      // seq_cst: the tail store above may not pass this CAS.
+      if (head_word_.compare_exchange_weak(hw, hw + kVersionOne, std::memory_order_seq_cst,
+                                           std::memory_order_acquire))
+        return to_fiber(newest);
+      if (static_cast<std::int32_t>(t - 1 - head_of(hw)) < 0) {  // a thief took the last one
+        tail_.store(t, std::memory_order_relaxed);
+        return nullptr;
+      }
+    }
+  }
 
   // push_half_to() moves the oldest half of a full ring and `f` to `overflow`;
   // false if thieves took some meanwhile (there is room now).
-  bool push_half_to(GlobalRunQueue& overflow, std::uint64_t s, Fiber* f) noexcept {
-    const std::uint32_t n = count(s) / 2;
-    const std::uint32_t h = head_of(s);
+  bool push_half_to(GlobalRunQueue& overflow, std::uint64_t hw, std::uint32_t t, Fiber* f) noexcept {
+    const std::uint32_t h = head_of(hw);
+    const std::uint32_t n = (t - h) / 2;
     Fiber* batch[kCapacity / 2 + 1];
     for (std::uint32_t i = 0; i < n; ++i)
       batch[i] = to_fiber(slots_[(h + i) % kCapacity].load(std::memory_order_relaxed));
-    if (!state_.compare_exchange_strong(s, with_head(s, h + n), std::memory_order_acq_rel,
-                                        std::memory_order_relaxed))
+    if (!head_word_.compare_exchange_strong(hw, hw + n, std::memory_order_acq_rel,
+                                            std::memory_order_relaxed))
       return false;
     batch[n] = f;
     for (std::uint32_t i = 0; i < n; ++i) batch[i]->next_runnable = batch[i + 1];
@@ -237,7 +249,8 @@ class LocalRunQueue {
     return true;
   }
 
-  alignas(64) std::atomic<std::uint64_t> state_{0};
+  alignas(64) std::atomic<std::uint64_t> head_word_{0};
+  alignas(64) std::atomic<std::uint32_t> tail_{0};
   std::array<std::atomic<std::uintptr_t>, kCapacity> slots_{};
 };
 

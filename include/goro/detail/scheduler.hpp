@@ -215,8 +215,9 @@ class Runtime {
   // next (head_stalled). Shorter periods cost fork-join trees dearly: each
   // turn starts an old subtree, the ring overflows to the global queue, and
   // its fairness turns start more (skynet 1M on one worker: 28,000 page
-  // faults at 16,384 ticks, 466 at 65,536).
-  static constexpr std::uint32_t kStalledHeadTicks = 65536;
+  // faults at 16,384 ticks, 466 at 65,536). Under TSan, where a fiber costs
+  // about a millisecond, the period is shorter so that tests reach it.
+  static constexpr std::uint32_t kStalledHeadTicks = GORO_TSAN ? 4096 : 65536;
   static constexpr bool housekeeping_due(std::uint32_t tick) noexcept {
     return (tick & (kHousekeepingTicks - 1)) == 0;
   }
