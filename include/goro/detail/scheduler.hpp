@@ -1029,7 +1029,9 @@ GORO_NOINLINE inline Fiber* Runtime::find_local_housekeeping(Worker* w, std::uin
 // kStalledHeadTicks or more, checked every kGlobalFairnessTicks: then its
 // oldest fiber gets a turn even if it is a spawn that never ran, which the
 // newest-spawn-first order would otherwise leave for as long as the fibers
-// above it keep spawning. Called on housekeeping ticks.
+// above it keep spawning. It keeps saying so at every check until the head
+// moves (a runnext fiber may take the pick it was meant for). Called on
+// housekeeping ticks.
 inline bool Runtime::head_stalled(Worker* w, std::uint32_t tick) noexcept {
   if (tick % kGlobalFairnessTicks != 0) return false;
   const std::uint32_t head = w->runq.head_index();
@@ -1038,9 +1040,8 @@ inline bool Runtime::head_stalled(Worker* w, std::uint32_t tick) noexcept {
     w->stalled_checks = 0;
     return false;
   }
-  if (++w->stalled_checks < kStalledHeadTicks / kGlobalFairnessTicks) return false;
-  w->stalled_checks = 0;
-  return true;
+  if (w->stalled_checks < kStalledHeadTicks / kGlobalFairnessTicks) ++w->stalled_checks;
+  return w->stalled_checks == kStalledHeadTicks / kGlobalFairnessTicks;
 }
 
 // take_local() takes the runnext fiber (at most kRunnextStreak times in a
