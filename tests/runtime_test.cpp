@@ -748,6 +748,22 @@ TEST_CASE("a fork-join tree runs depth-first: few of its fibers are alive at onc
   CHECK(peak.load() <= 2 * (depth + 1));
 }
 
+TEST_CASE("fork-join trees finish with every answer on any number of workers", "[runtime][runqueue]") {
+  // Newest-spawn-first on each worker, thieves taking the oldest: every
+  // fiber runs exactly once whatever the interleaving.
+  const std::size_t workers = GORO_WORKERS();
+  const int depth = goro_test::kTsan ? 3 : 5, fanout = 8;
+  std::int64_t expected = 0;
+  for (std::int64_t level = 1, d = 0; d <= depth; ++d, level *= fanout) expected += level;
+  for (int round = 0; round < 3; ++round) {
+    std::atomic<int> alive{0}, peak{0};
+    const std::int64_t sum =
+        goro::run([&] { return fork_join_tree(depth, fanout, alive, peak); }, with_workers(workers));
+    CHECK(sum == expected);
+    CHECK(alive.load() == 0);
+  }
+}
+
 TEST_CASE("an old spawn is not starved by newer spawns that keep the worker busy", "[runtime][runqueue]") {
   // One worker: `old` waits at the bottom of the ring while main keeps
   // forking pairs of children above it, so only the ring's stalled-head
