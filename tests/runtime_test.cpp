@@ -600,6 +600,10 @@ TEST_CASE("steal gate: owner and thief sections exclude each other", "[runtime][
       shared_a = a + 1;
       thief_sections.fetch_add(1, std::memory_order_relaxed);
       gate.thief_exit();
+      // Steal like a scheduler does, now and then: a thief that re-entered
+      // at once would keep the owner waiting most of the time (each entry is
+      // a membarrier), and under a sanitizer the owner's rounds would crawl.
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   });
   long torn = 0;
