@@ -29,6 +29,10 @@ struct Fiber {
   Fiber(const Fiber&) = delete;
   Fiber& operator=(const Fiber&) = delete;
 
+  // started() says whether it was ever switched to: its context is built on
+  // its first run (Runtime::about_to_run), not at spawn.
+  bool started() const noexcept { return ctx.fctx != nullptr; }
+
   ExecutionContext ctx;
   Stack stack;
   Parker parker{this};

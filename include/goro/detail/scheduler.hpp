@@ -279,7 +279,7 @@ class Runtime {
   Fiber* find_local(Worker* w, bool may_run_timers = true) noexcept;
   Fiber* find_local_housekeeping(Worker* w, std::uint32_t tick, bool may_run_timers) noexcept;
   Fiber* take_local(Worker* w, LocalRunQueue::PopOrder order) noexcept;
-  bool head_stalled(Worker* w, std::uint32_t tick) noexcept;
+  bool head_stalled(Worker* w) noexcept;
   Fiber* take_runnext_of(Worker* victim) noexcept;
   Fiber* pick_seeded(Worker* w) noexcept;
   Fiber* refill_from_global(Worker* w) noexcept;
@@ -742,7 +742,7 @@ Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
 inline void Runtime::about_to_run(Worker* w, Fiber* f) noexcept {
   w->current = f;
   f->worker = w;
-  if (!f->ctx.fctx) give_stack(w, f);
+  if (!f->started()) give_stack(w, f);
 }
 
 // give_stack() prepares a fiber's first run on worker `w`: it trades the
@@ -904,7 +904,7 @@ GORO_NOINLINE inline void Runtime::make_runnable_queued(Fiber* f, Worker* w) noe
       if (!kicked) return;  // a thief emptied the slot meanwhile
       // A kicked fiber that never ran (a spawn's sibling) may be taken back
       // newest-first; see run_queue.hpp.
-      w->runq.push(kicked, global_, /*lifo=*/!kicked->ctx.fctx);
+      w->runq.push(kicked, global_, /*lifo=*/!kicked->started());
     } else {
       w->runq.push(f, global_);
     }
@@ -1018,22 +1018,22 @@ GORO_NOINLINE inline Fiber* Runtime::find_local_housekeeping(Worker* w, std::uin
   }
   if (seeded()) return pick_seeded(w);
   if (config_.force_migration) return pick_migrating(w);
-  if (tick % kGlobalFairnessTicks == 0) {
+  const bool fairness_turn = tick % kGlobalFairnessTicks == 0;
+  if (fairness_turn) {
     if (Fiber* f = global_.pop()) return f;
   }
-  return take_local(w, head_stalled(w, tick) ? LocalRunQueue::PopOrder::oldest_first
-                                            : LocalRunQueue::PopOrder::started_head_first);
+  return take_local(w, fairness_turn && head_stalled(w) ? LocalRunQueue::PopOrder::oldest_first
+                                                        : LocalRunQueue::PopOrder::started_head_first);
 }
 
 // head_stalled() says whether the ring's head has stayed in place for
-// kStalledHeadTicks or more, checked every kGlobalFairnessTicks: then its
+// kStalledHeadTicks or more, asked every kGlobalFairnessTicks: then its
 // oldest fiber gets a turn even if it is a spawn that never ran, which the
 // newest-spawn-first order would otherwise leave for as long as the fibers
 // above it keep spawning. It keeps saying so at every check until the head
 // moves (a runnext fiber may take the pick it was meant for). Called on
-// housekeeping ticks.
-inline bool Runtime::head_stalled(Worker* w, std::uint32_t tick) noexcept {
-  if (tick % kGlobalFairnessTicks != 0) return false;
+// fairness turns.
+inline bool Runtime::head_stalled(Worker* w) noexcept {
   const std::uint32_t head = w->runq.head_index();
   if (head != w->stalled_head || w->runq.empty()) {
     w->stalled_head = head;
