@@ -62,35 +62,37 @@ inline std::size_t page_size() noexcept {
   return size;
 }
 
-// kMadvGuardInstall is Linux's MADV_GUARD_INSTALL, missing from older headers;
-// kMadvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
+// kMadvGuardInstall is Linux's MADV_GUARD_INSTALL, missing from older headers.
 inline constexpr int kMadvGuardInstall = 102;
-inline constexpr int kMadvPopulateWrite = 23;
 
 // advise_pages() applies `advice` to the `n` (at most kMaxAdvisedPages)
-// one-page ranges at `pages` with one process_madvise() call where the
-// kernel accepts that advice there (Linux 6.18 does for guard markers and
-// populating), else, if `page_by_page`, with one madvise() per page. It
-// returns whether every page was advised. One call for a slab's 64 stacks
-// matters: a madvise that changes page tables in a threaded process ends in
-// a TLB flush on every CPU the process runs on, and under a hypervisor
-// those interrupts cost microseconds apiece.
+// one-page ranges at `pages`: with one process_madvise() call where the
+// kernel accepts that advice there (Linux 6.18 does for guard markers),
+// else with one madvise() per page. It returns whether every page was
+// advised. One call for a slab's 64 guards matters: a madvise that changes
+// page tables in a threaded process ends in a TLB flush on every CPU the
+// process runs on, and under a hypervisor those interrupts cost
+// microseconds apiece.
 inline constexpr std::size_t kMaxAdvisedPages = 64;
-inline bool advise_pages(char* const* pages, std::size_t n, int advice, bool page_by_page) noexcept {
+inline bool advise_pages(char* const* pages, std::size_t n, int advice) noexcept {
   const std::size_t page = page_size();
   std::array<iovec, kMaxAdvisedPages> ranges;
   if (n > ranges.size()) return false;
   for (std::size_t i = 0; i < n; ++i) ranges[i] = iovec{pages[i], page};
 #if defined(SYS_process_madvise) && defined(SYS_pidfd_open)
-  // A pidfd per call, not one cached: after fork() a cached one would name
-  // the parent. Two syscalls per 64 stacks.
-  if (const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0)); pidfd >= 0) {
-    const long done = ::syscall(SYS_process_madvise, pidfd, ranges.data(), n, advice, 0);
-    ::close(pidfd);
-    if (done == static_cast<long>(n * page)) return true;
+  // PIDFD_SELF_THREAD names our own address space without a descriptor
+  // (6.18 has it); older kernels answer EBADF and get a pidfd per call (a
+  // cached one would name the parent after fork()).
+  constexpr int kPidfdSelfThread = -10000;
+  long done = ::syscall(SYS_process_madvise, kPidfdSelfThread, ranges.data(), n, advice, 0);
+  if (done < 0 && errno == EBADF) {
+    if (const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0)); pidfd >= 0) {
+      done = ::syscall(SYS_process_madvise, pidfd, ranges.data(), n, advice, 0);
+      ::close(pidfd);
+    }
   }
+  if (done == static_cast<long>(n * page)) return true;
 #endif
-  if (!page_by_page) return false;
   bool all = true;
   for (std::size_t i = 0; i < n; ++i) all = ::madvise(pages[i], page, advice) == 0 && all;
   return all;
@@ -275,18 +277,11 @@ inline Stack StackPool::carve_slab(std::size_t size, bool guarded) {
   char* region = static_cast<char*>(p);
   std::array<char*, kSlabStacks> pages;
   for (std::size_t i = 0; i < kSlabStacks; ++i) pages[i] = region + i * slot;
-  if (guarded && !advise_pages(pages.data(), kSlabStacks, kMadvGuardInstall, true)) {
+  if (guarded && !advise_pages(pages.data(), kSlabStacks, kMadvGuardInstall)) {
     const int err = errno;
     ::munmap(region, slot * kSlabStacks);
     throw std::system_error(err, std::generic_category(), "goro: cannot install a stack guard page");
   }
-  // Commit every stack's top page now, in one call: each fiber's first
-  // frames land there anyway, and a batch costs about 1 us a page where a
-  // first-touch fault costs 1.8 us on bare hardware and 11 us under some
-  // hypervisors. Best effort, and never page by page (an older kernel
-  // would refuse each call): a page left out faults in on first use.
-  for (std::size_t i = 0; i < kSlabStacks; ++i) pages[i] = region + (i + 1) * slot - page_size();
-  (void)advise_pages(pages.data(), kSlabStacks, kMadvPopulateWrite, false);
   std::lock_guard lock(lock_);
   if (size != size_) {  // the pool restarted with another size meanwhile
     ::munmap(region, slot * kSlabStacks);
