@@ -2,6 +2,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <csetjmp>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -107,6 +109,50 @@ TEST_CASE("writing just below a guarded stack faults", "[stack]") {
   }
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGSEGV);
+}
+
+namespace {
+sigjmp_buf probe_jump;
+std::size_t g_probe_index = 0;
+std::size_t g_probe_faults = 0;
+void probe_fault(int) { siglongjmp(probe_jump, 1); }
+}  // namespace
+
+// A slab's guard markers go in with one batched call (process_madvise) where
+// the kernel takes it: every stack of several slabs must still be guarded.
+TEST_CASE("every stack of a slab has its guard page", "[stack]") {
+  if (goro_test::kTsan || goro_test::kAsan) {
+    SUCCEED("skipped under sanitizers: they own SIGSEGV");
+    return;
+  }
+  auto [err, status] = run_in_child([] {
+    auto& pool = goro::detail::StackPool::instance();
+    if (!pool.guard_markers()) std::_Exit(3);  // no slabs with guards here
+    std::vector<goro::detail::Stack> stacks;
+    for (std::size_t i = 0; i < 3 * goro::detail::StackPool::kSlabStacks; ++i) stacks.push_back(pool.acquire(64 * 1024));
+    struct sigaction sa {};
+    sa.sa_handler = probe_fault;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, nullptr);
+    // Globals, not locals: siglongjmp may roll back locals kept in registers.
+    for (g_probe_index = 0; g_probe_index < stacks.size(); ++g_probe_index) {
+      const goro::detail::Stack& s = stacks[g_probe_index];
+      if (s.guarded && sigsetjmp(probe_jump, 1) == 0) {
+        static_cast<volatile char*>(s.base)[-1] = 1;  // must not return
+      } else if (s.guarded) {
+        ++g_probe_faults;
+      }
+    }
+    const int unguarded = static_cast<int>(stacks.size() - g_probe_faults);
+    std::_Exit(unguarded == 0 ? 0 : 10 + std::min(unguarded, 100));
+  });
+  INFO("child stderr: " << err);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+    SUCCEED("this kernel has no guard markers");
+    return;
+  }
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("a fiber's control block and a small callable fit in its first page", "[stack]") {
