@@ -1,4 +1,5 @@
 // Fiber stacks: pooling, guard pages and the stack overflow report.
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,6 +150,37 @@ TEST_CASE("every stack of a slab has its guard page", "[stack]") {
   INFO("child stderr: " << err);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
     SUCCEED("this kernel has no guard markers");
+    return;
+  }
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+// A new slab's top pages are committed in one call ahead of their first run,
+// and counted until a fiber runs on them (the count caps that memory).
+TEST_CASE("a new slab's top pages are resident and counted until first run", "[stack]") {
+  auto [err, status] = run_in_child([] {
+    auto& pool = goro::detail::StackPool::instance();
+    std::vector<goro::detail::Stack> stacks;
+    for (std::size_t i = 0; i < goro::detail::StackPool::kSlabStacks; ++i) stacks.push_back(pool.acquire(64 * 1024));
+    const std::size_t populated = pool.populated_idle();
+    if (populated == 0) std::_Exit(3);  // this kernel cannot populate in one call
+    if (populated != stacks.size()) std::_Exit(10);
+    const std::size_t page = goro::detail::page_size();
+    for (const auto& s : stacks) {
+      unsigned char resident = 0;
+      if (::mincore(s.top() - page, page, &resident) != 0 || (resident & 1) == 0) std::_Exit(11);
+      if (!s.populated || s.ran) std::_Exit(12);
+    }
+    pool.first_run(stacks[0]);
+    pool.first_run(stacks[0]);  // a second start on the same stack counts nothing
+    if (pool.populated_idle() != populated - 1 || !stacks[0].ran) std::_Exit(13);
+    for (const auto& s : stacks) pool.release(s);
+    std::_Exit(0);
+  });
+  INFO("child stderr: " << err);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+    SUCCEED("this kernel does not populate pages through process_madvise");
     return;
   }
   REQUIRE(WIFEXITED(status));

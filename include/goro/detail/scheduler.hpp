@@ -750,6 +750,7 @@ inline void Runtime::about_to_run(Worker* w, Fiber* f) noexcept {
 // still warm in cache, and builds the context on it.
 inline void Runtime::give_stack(Worker* w, Fiber* f) noexcept {
   if (!w->stack_cache.empty()) std::swap(f->stack, w->stack_cache.back());
+  StackPool::instance().first_run(f->stack);
 #if GORO_ASAN
   // A pooled stack keeps the poisoned redzones of the frames its last fiber
   // never returned from.
