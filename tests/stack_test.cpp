@@ -117,6 +117,21 @@ sigjmp_buf probe_jump;
 std::size_t g_probe_index = 0;
 std::size_t g_probe_faults = 0;
 void probe_fault(int) { siglongjmp(probe_jump, 1); }
+
+// check_child_passed() runs `child` in a child process, which exits 0 when
+// its checks pass, 3 when this machine cannot run them (`skip_reason`), and
+// another code naming the check that failed.
+template <class F>
+void check_child_passed(const char* skip_reason, F child) {
+  auto [err, status] = run_in_child(child);
+  INFO("child stderr: " << err);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+    SUCCEED(skip_reason);
+    return;
+  }
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
 }  // namespace
 
 // A slab's guard markers go in with one batched call (process_madvise) where
@@ -126,7 +141,7 @@ TEST_CASE("every stack of a slab has its guard page", "[stack]") {
     SUCCEED("skipped under sanitizers: they own SIGSEGV");
     return;
   }
-  auto [err, status] = run_in_child([] {
+  check_child_passed("this kernel has no guard markers", [] {
     auto& pool = goro::detail::StackPool::instance();
     if (!pool.guard_markers()) std::_Exit(3);  // no slabs with guards here
     std::vector<goro::detail::Stack> stacks;
@@ -147,19 +162,12 @@ TEST_CASE("every stack of a slab has its guard page", "[stack]") {
     const int unguarded = static_cast<int>(stacks.size() - g_probe_faults);
     std::_Exit(unguarded == 0 ? 0 : 10 + std::min(unguarded, 100));
   });
-  INFO("child stderr: " << err);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
-    SUCCEED("this kernel has no guard markers");
-    return;
-  }
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
 }
 
 // A new slab's top pages are committed in one call ahead of their first run,
 // and counted until a fiber runs on them (the count caps that memory).
 TEST_CASE("a new slab's top pages are resident and counted until first run", "[stack]") {
-  auto [err, status] = run_in_child([] {
+  check_child_passed("this kernel does not populate pages through process_madvise", [] {
     auto& pool = goro::detail::StackPool::instance();
     std::vector<goro::detail::Stack> stacks;
     for (std::size_t i = 0; i < goro::detail::StackPool::kSlabStacks; ++i) stacks.push_back(pool.acquire(64 * 1024));
@@ -178,13 +186,6 @@ TEST_CASE("a new slab's top pages are resident and counted until first run", "[s
     for (const auto& s : stacks) pool.release(s);
     std::_Exit(0);
   });
-  INFO("child stderr: " << err);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
-    SUCCEED("this kernel does not populate pages through process_madvise");
-    return;
-  }
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("a fiber's control block and a small callable fit in its first page", "[stack]") {
