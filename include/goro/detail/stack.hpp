@@ -25,8 +25,8 @@
 //
 // First pages. A new slab's guard markers go in with one batched call, and
 // so do its stacks' top pages, committed ahead of their first run while
-// fewer than kPopulatedIdleCap populated stacks wait for one (see
-// populate_top_pages()). Both matter most under a hypervisor, where a
+// fewer than kPopulatedIdleCap populated stacks wait for one, or while
+// populated stacks are being run on (see populate_top_pages()). Both matter most under a hypervisor, where a
 // first-touch fault costs 11-15 us and each madvise a TLB-flush interrupt.
 //
 // Reuse. Freed stacks go back to a pool, most recent first, with their
@@ -160,7 +160,7 @@ class StackPool {
  public:
   static constexpr std::size_t kRetainWarm = 4096;
   static constexpr std::size_t kSlabStacks = 64;
-  static constexpr std::size_t kPopulatedIdleCap = 16384;  // 64 MB of 4 KiB pages
+  static constexpr std::size_t kPopulatedIdleCap = 4096;  // 16 MB of 4 KiB pages, as kRetainWarm
   static_assert(kSlabStacks <= kMaxAdvisedPages, "a slab's guards are installed in one call");
 
   static StackPool& instance() {
@@ -187,7 +187,10 @@ class StackPool {
   void first_run(Stack& s) noexcept {
     if (s.ran) return;
     s.ran = true;
-    if (s.populated) populated_idle_.fetch_sub(1, std::memory_order_relaxed);
+    if (s.populated) {
+      populated_idle_.fetch_sub(1, std::memory_order_relaxed);
+      populated_runs_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   // scavenge() gives back the pages of the oldest pooled stacks beyond
   // kRetainWarm. Idle workers and the end of run() call it, so a burst of
@@ -245,8 +248,12 @@ class StackPool {
   std::size_t size_ = 0;     // guarded by lock_
   std::atomic<std::size_t> guarded_live_{0};
   // Stacks whose top page was populated and that no fiber has run on yet:
-  // the memory populating may waste, capped at kPopulatedIdleCap.
+  // the memory populating may waste, capped at kPopulatedIdleCap unless
+  // populated stacks are being run on (populated_runs_ moved since the last
+  // slab was carved).
   std::atomic<std::size_t> populated_idle_{0};
+  std::atomic<std::uint64_t> populated_runs_{0};
+  std::atomic<std::uint64_t> populated_runs_at_carve_{0};
   const std::size_t guard_budget_;
   const bool guard_markers_;
 };
@@ -330,17 +337,24 @@ inline Stack StackPool::carve_slab(std::size_t size, bool guarded) {
 
 // populate_top_pages() commits the top page of each of the `n` new stacks
 // at `first` in one call, unless kPopulatedIdleCap populated stacks are
-// still waiting for a fiber to run on them. Every fiber's first frames land
+// still waiting for a fiber to run on them and fewer than kSlabStacks / 16
+// populated stacks were first run on since the last slab was carved. Every
+// fiber's first frames land
 // there; a fault would land on the worker that starts the fiber and cost
 // 1.8 us on bare hardware and 11-15 us under some hypervisors, this batch
 // costs the carving worker about 1 us a page (context cancel, 10,000 fresh
 // watchers: 185 -> 98 ms for the first round). The cap bounds the waste
 // where spawned fibers never run on the stack reserved for them: a burst of
 // short fibers each starts on the warm stack its predecessor released
-// (Runtime::give_stack). Best effort, never page by page (an older kernel
+// (Runtime::give_stack). Populated stacks being run on while slabs are
+// carved mark the other case, fibers that park on their own stacks: then
+// populating goes on past the cap. Best effort, never page by page (an older kernel
 // would refuse each call): a page left out faults in on first use.
 inline void StackPool::populate_top_pages(Stack* first, std::size_t n) noexcept {
-  if (populated_idle_.load(std::memory_order_relaxed) >= kPopulatedIdleCap) return;
+  const std::uint64_t runs = populated_runs_.load(std::memory_order_relaxed);
+  const std::uint64_t runs_before = populated_runs_at_carve_.exchange(runs, std::memory_order_relaxed);
+  const bool being_used = runs - runs_before >= kSlabStacks / 16;
+  if (populated_idle_.load(std::memory_order_relaxed) >= kPopulatedIdleCap && !being_used) return;
   std::array<char*, kMaxAdvisedPages> tops;
   n = std::min(n, tops.size());
   for (std::size_t i = 0; i < n; ++i) tops[i] = first[i].top() - page_size();
