@@ -26,8 +26,9 @@
 // First pages. A new slab's guard markers go in with one batched call, and
 // so do its stacks' top pages, committed ahead of their first run while
 // fewer than kPopulatedIdleCap populated stacks wait for one, or while
-// populated stacks are being run on (see populate_top_pages()). Both matter most under a hypervisor, where a
-// first-touch fault costs 11-15 us and each madvise a TLB-flush interrupt.
+// populated stacks are being run on (see populate_top_pages()). Both matter
+// most under a hypervisor, where a first-touch fault costs 11-15 us and
+// each madvise a TLB-flush interrupt.
 //
 // Reuse. Freed stacks go back to a pool, most recent first, with their
 // committed pages (a respawned fiber touches warm memory). Above a watermark
@@ -114,8 +115,9 @@ struct Stack {
   std::size_t size = 0;
   bool guarded = false;
   bool in_slab = false;  // carved from a slab: never unmapped alone while pooled
-  bool ran = false;        // a fiber has run on it since its pages were last given back
-  bool populated = false;  // its top page was committed ahead of its first run
+  // populated: its top page was committed ahead and no fiber has run on it
+  // yet (StackPool::populated_idle() counts these).
+  bool populated = false;
 
   char* top() const noexcept { return base + size; }
   explicit operator bool() const noexcept { return base != nullptr; }
@@ -183,14 +185,13 @@ class StackPool {
   void release_batch(StackCache& stacks, std::size_t n) noexcept;
   // release() takes back a stack that no fiber runs on any more.
   void release(Stack stack) noexcept;
-  // first_run() marks `s` as run on, as a fiber is about to start on it.
+  // first_run() notes that a fiber is about to start on `s`: a populated
+  // stack leaves the idle count and counts as put to use.
   void first_run(Stack& s) noexcept {
-    if (s.ran) return;
-    s.ran = true;
-    if (s.populated) {
-      populated_idle_.fetch_sub(1, std::memory_order_relaxed);
-      populated_runs_.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (!s.populated) return;
+    s.populated = false;
+    populated_idle_.fetch_sub(1, std::memory_order_relaxed);
+    populated_runs_.fetch_add(1, std::memory_order_relaxed);
   }
   // scavenge() gives back the pages of the oldest pooled stacks beyond
   // kRetainWarm. Idle workers and the end of run() call it, so a burst of
@@ -219,12 +220,12 @@ class StackPool {
   bool keep_locked(Stack s) noexcept;
 
   Stack carve_slab(std::size_t size, bool guarded);
-  void populate_top_pages(Stack* first, std::size_t n) noexcept;
-  // forget_populated() takes stacks whose pages go away before they ran out
-  // of the populated_idle_ count.
+  void populate_top_pages(std::array<Stack, kSlabStacks>& stacks) noexcept;
+  // forget_populated() takes stacks whose pages go away before any fiber
+  // ran on them out of the populated_idle_ count.
   void forget_populated(Stack* first, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) {
-      if (first[i].populated && !first[i].ran) populated_idle_.fetch_sub(1, std::memory_order_relaxed);
+      if (first[i].populated) populated_idle_.fetch_sub(1, std::memory_order_relaxed);
       first[i].populated = false;
     }
   }
@@ -324,7 +325,7 @@ inline Stack StackPool::carve_slab(std::size_t size, bool guarded) {
   }
   std::array<Stack, kSlabStacks> stacks;
   for (std::size_t i = 0; i < kSlabStacks; ++i) stacks[i] = Stack{region + i * slot + guard, size, guarded, true};
-  populate_top_pages(stacks.data(), kSlabStacks);
+  populate_top_pages(stacks);
   std::lock_guard lock(lock_);
   if (size != size_) {  // the pool restarted with another size meanwhile
     forget_populated(stacks.data(), kSlabStacks);
@@ -335,32 +336,31 @@ inline Stack StackPool::carve_slab(std::size_t size, bool guarded) {
   return stacks[0];
 }
 
-// populate_top_pages() commits the top page of each of the `n` new stacks
-// at `first` in one call, unless kPopulatedIdleCap populated stacks are
-// still waiting for a fiber to run on them and fewer than kSlabStacks / 16
-// populated stacks were first run on since the last slab was carved. Every
-// fiber's first frames land
-// there; a fault would land on the worker that starts the fiber and cost
-// 1.8 us on bare hardware and 11-15 us under some hypervisors, this batch
-// costs the carving worker about 1 us a page (context cancel, 10,000 fresh
-// watchers: 185 -> 98 ms for the first round). The cap bounds the waste
-// where spawned fibers never run on the stack reserved for them: a burst of
-// short fibers each starts on the warm stack its predecessor released
-// (Runtime::give_stack). Populated stacks being run on while slabs are
-// carved mark the other case, fibers that park on their own stacks: then
-// populating goes on past the cap. Best effort, never page by page (an older kernel
-// would refuse each call): a page left out faults in on first use.
-inline void StackPool::populate_top_pages(Stack* first, std::size_t n) noexcept {
+// populate_top_pages() commits the top page of each new stack in `stacks`
+// in one call, unless kPopulatedIdleCap populated stacks still wait for a
+// fiber to run on them and fewer than kSlabStacks / 16 populated stacks
+// were first run on since the last slab was carved. Every fiber's first
+// frames land there; a fault would land on the worker that starts the
+// fiber and cost 1.8 us on bare hardware and 11-15 us under some
+// hypervisors, while this batch costs the carving worker about 1 us a page
+// (context cancel, 10,000 fresh watchers: 185 -> 98 ms for the first
+// round). The cap bounds the waste where spawned fibers never run on the
+// stack reserved for them: a burst of short fibers each starts on the warm
+// stack its predecessor released (Runtime::give_stack). Populated stacks
+// being run on while slabs are carved mark the other case, fibers that park
+// on their own stacks: then populating goes on past the cap. Best effort,
+// never page by page (an older kernel would refuse each call): a page left
+// out faults in on first use.
+inline void StackPool::populate_top_pages(std::array<Stack, kSlabStacks>& stacks) noexcept {
   const std::uint64_t runs = populated_runs_.load(std::memory_order_relaxed);
   const std::uint64_t runs_before = populated_runs_at_carve_.exchange(runs, std::memory_order_relaxed);
   const bool being_used = runs - runs_before >= kSlabStacks / 16;
   if (populated_idle_.load(std::memory_order_relaxed) >= kPopulatedIdleCap && !being_used) return;
-  std::array<char*, kMaxAdvisedPages> tops;
-  n = std::min(n, tops.size());
-  for (std::size_t i = 0; i < n; ++i) tops[i] = first[i].top() - page_size();
-  if (!advise_pages(tops.data(), n, kMadvPopulateWrite, false)) return;
-  for (std::size_t i = 0; i < n; ++i) first[i].populated = true;
-  populated_idle_.fetch_add(n, std::memory_order_relaxed);
+  std::array<char*, kSlabStacks> tops;
+  for (std::size_t i = 0; i < kSlabStacks; ++i) tops[i] = stacks[i].top() - page_size();
+  if (!advise_pages(tops.data(), kSlabStacks, kMadvPopulateWrite, false)) return;
+  for (Stack& s : stacks) s.populated = true;
+  populated_idle_.fetch_add(kSlabStacks, std::memory_order_relaxed);
 }
 
 inline Stack StackPool::map_stack(std::size_t size) {
@@ -478,7 +478,6 @@ inline void StackPool::scavenge() noexcept {
     forget_populated(chunk.data(), n);
     for (std::size_t i = 0; i < n; ++i) {
       Stack st = chunk[i];
-      st.ran = false;  // its pages are gone: running on it faults them in again
       bool kept = false;
       if (st.in_slab && st.size == size_) {  // the others are unmapped: two mappings each
         try {
