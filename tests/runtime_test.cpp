@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "allocation_counter.hpp"  // t_fail_allocations, kCountsAllocations
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -678,6 +679,95 @@ TEST_CASE("run queue: a full ring moves its oldest half to the global queue", "[
   // The ring keeps the newer half; the newest is not in it (it went along).
   CHECK(q.pop(PopOrder::newest_spawn_first) == f[n - 2].get());
   CHECK(q.pop(PopOrder::oldest_first) == f[LocalRunQueue::kCapacity / 2].get());
+}
+
+TEST_CASE("global run queue: fibers leave in the order they came, across chunks and batch sizes",
+          "[runtime][runqueue]") {
+  const std::size_t n = 1000;
+  auto f = make_fibers(n);
+  goro::detail::GlobalRunQueue q;
+  std::size_t pushed = 0;
+  for (std::size_t batch = 1; pushed < n; batch = batch * 3 % 257 + 1) {  // 1..257, chunk is 128
+    const std::size_t k = std::min(batch, n - pushed);
+    std::vector<Fiber*> fibers;
+    for (std::size_t i = 0; i < k; ++i) fibers.push_back(f[pushed + i].get());
+    if (k == 1) q.push(fibers[0]); else q.push_all(fibers.data(), k);
+    pushed += k;
+  }
+  CHECK(q.size() == n);
+  std::vector<Fiber*> out(n);
+  std::size_t popped = 0;
+  for (std::size_t max = 1; popped < n; max = max * 5 % 301 + 1) {
+    const std::size_t got = q.pop_some(out.data() + popped, max);
+    REQUIRE(got == std::min(max, n - popped));
+    popped += got;
+    CHECK(q.size() == n - popped);
+  }
+  std::size_t out_of_order = 0;
+  for (std::size_t i = 0; i < n; ++i) out_of_order += out[i] != f[i].get();
+  CHECK(out_of_order == 0);
+  CHECK(q.pop() == nullptr);
+  CHECK(q.pop_some(out.data(), 10) == 0);
+  q.push(f[7].get());  // an emptied queue takes fibers again
+  CHECK(q.pop() == f[7].get());
+  CHECK(q.empty());
+}
+
+TEST_CASE("global run queue: with no memory for a chunk, fibers wait in order and none is lost",
+          "[runtime][runqueue]") {
+  if (!kCountsAllocations) return;  // the sanitizers' allocators cannot be made to fail
+  auto f = make_fibers(8);
+  goro::detail::GlobalRunQueue q;
+  Fiber* batch[3] = {f[1].get(), f[2].get(), f[3].get()};
+  t_fail_allocations = true;
+  q.push(f[0].get());
+  q.push_all(batch, 3);
+  t_fail_allocations = false;
+  q.push(f[4].get());  // into a chunk, after the spilled ones
+  CHECK(q.size() == 5);
+  Fiber* out[8] = {};
+  REQUIRE(q.pop_some(out, 8) == 5);
+  for (std::size_t i = 0; i < 5; ++i) CHECK(out[i] == f[i].get());
+  CHECK(q.empty());
+}
+
+TEST_CASE("global run queue: producers and consumers on several threads take each fiber once",
+          "[runtime][runqueue]") {
+  const std::size_t per_producer = scaled(200'000, 100'000, 20'000);
+  constexpr std::size_t kProducers = 2;
+  auto f = make_fibers(per_producer * kProducers);
+  std::vector<std::atomic<int>> taken(f.size());
+  goro::detail::GlobalRunQueue q;
+  std::atomic<std::size_t> consumed{0};
+  auto consume = [&](std::size_t max) {
+    std::vector<Fiber*> out(max);
+    while (consumed.load() < f.size()) {
+      const std::size_t got = q.pop_some(out.data(), max);
+      for (std::size_t i = 0; i < got; ++i) taken[out[i]->id].fetch_add(1, std::memory_order_relaxed);
+      consumed.fetch_add(got);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (std::size_t p = 0; p < kProducers; ++p) {
+    threads.emplace_back([&, p] {
+      std::vector<Fiber*> batch;
+      for (std::size_t i = 0; i < per_producer; ++i) {
+        batch.push_back(f[p * per_producer + i].get());
+        if (batch.size() == 1 + i % 150) {
+          q.push_all(batch.data(), batch.size());
+          batch.clear();
+        }
+      }
+      q.push_all(batch.data(), batch.size());
+    });
+  }
+  threads.emplace_back(consume, 1);
+  threads.emplace_back(consume, 100);
+  for (auto& t : threads) t.join();
+  std::size_t wrong = 0;
+  for (auto& t : taken) wrong += t.load() != 1;
+  CHECK(wrong == 0);
+  CHECK(q.empty());
 }
 
 TEST_CASE("run queue: owner pops at both ends while thieves steal; each fiber is taken once",

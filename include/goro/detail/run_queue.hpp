@@ -24,9 +24,8 @@
 // it is (Runtime::find_local_housekeeping), so an old spawn is not starved
 // by a busy fork-join above it.
 //
-// GlobalRunQueue takes fibers made runnable off the workers (by plain threads,
-// by a full local ring, by the runtime itself); a mutex guards it and an
-// atomic size lets workers skip it without locking.
+// A full ring moves its older half to the GlobalRunQueue
+// (global_run_queue.hpp).
 #pragma once
 
 #include <array>
@@ -35,68 +34,9 @@
 #include <mutex>
 
 #include "fiber.hpp"
+#include "global_run_queue.hpp"
 
 namespace goro::detail {
-
-class GlobalRunQueue {
- public:
-  void push(Fiber* f) noexcept {
-    std::lock_guard guard(mutex_);
-    push_locked(f);
-  }
-  // push_batch() appends the chain first..last (linked by next_runnable) of n fibers.
-  void push_batch(Fiber* first, Fiber* last, std::size_t n) noexcept {
-    std::lock_guard guard(mutex_);
-    last->next_runnable = nullptr;
-    if (tail_) tail_->next_runnable = first; else head_ = first;
-    tail_ = last;
-    size_.fetch_add(n, std::memory_order_release);
-  }
-  Fiber* pop() noexcept {
-    if (empty()) return nullptr;
-    std::lock_guard guard(mutex_);
-    Fiber* f = head_;
-    if (!f) return nullptr;
-    head_ = f->next_runnable;
-    if (!head_) tail_ = nullptr;
-    size_.fetch_sub(1, std::memory_order_relaxed);
-    return f;
-  }
-  // pop_batch() takes up to `max` fibers at once, linked by next_runnable,
-  // so a worker refilling its ring from here pays for one lock, not many.
-  Fiber* pop_batch(std::size_t max, std::size_t& taken) noexcept {
-    taken = 0;
-    if (empty()) return nullptr;
-    std::lock_guard guard(mutex_);
-    Fiber* first = head_;
-    Fiber* last = nullptr;
-    for (Fiber* f = head_; f && taken < max; f = f->next_runnable) {
-      last = f;
-      ++taken;
-    }
-    if (!last) return nullptr;
-    head_ = last->next_runnable;
-    if (!head_) tail_ = nullptr;
-    last->next_runnable = nullptr;
-    size_.fetch_sub(taken, std::memory_order_relaxed);
-    return first;
-  }
-  bool empty() const noexcept { return size_.load(std::memory_order_acquire) == 0; }
-  std::size_t size() const noexcept { return size_.load(std::memory_order_acquire); }
-
- private:
-  void push_locked(Fiber* f) noexcept {
-    f->next_runnable = nullptr;
-    if (tail_) tail_->next_runnable = f; else head_ = f;
-    tail_ = f;
-    size_.fetch_add(1, std::memory_order_release);
-  }
-
-  std::mutex mutex_;
-  Fiber* head_ = nullptr;
-  Fiber* tail_ = nullptr;
-  std::atomic<std::size_t> size_{0};
-};
 
 class LocalRunQueue {
  public:
@@ -244,8 +184,7 @@ class LocalRunQueue {
                                             std::memory_order_relaxed))
       return false;
     batch[n] = f;
-    for (std::uint32_t i = 0; i < n; ++i) batch[i]->next_runnable = batch[i + 1];
-    overflow.push_batch(batch[0], batch[n], n + 1);
+    overflow.push_all(batch, n + 1);
     return true;
   }
 
