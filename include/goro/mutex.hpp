@@ -23,17 +23,21 @@
 // the tail, and the mutex returns to normal mode once a waiter that receives
 // it waited less than 1 ms or was the last one. No waiter starves.
 //
-// Fast paths: an uncontended lock() is one CAS 0 -> kLocked and unlock() one
-// CAS kLocked -> 0. Anything else goes through `lock_`. lock() and try_lock()
-// also make a plain thread known to the deadlock detector (a thread-local
-// check, no atomic): a thread that holds a Mutex fibers wait for must not
-// look absent, or the detector would report those fibers as deadlocked.
+// Fast paths: lock() is one load and one CAS setting kLocked whenever the
+// mutex is free and not starving, and unlock() one load and one CAS clearing
+// it whenever nobody needs waking; both read the state first, so queued
+// waiters or a woken one do not send them to the slow path. Anything else
+// goes through `lock_`. lock() and try_lock() also make a plain thread
+// known to the deadlock detector (a thread-local check, no atomic): a
+// thread that holds a Mutex fibers wait for must not look absent, or the
+// detector would report those fibers as deadlocked.
 //
 // Invariants.
 //   - kWaiters is set exactly when `waiting_` is non-empty; both change only
 //     under `lock_`.
-//   - While kLocked is set, the state word changes only under `lock_` (the
-//     other paths CAS only from states without kLocked or kStarving).
+//   - While kLocked is set, lockers change only kWaiters and kStarving
+//     (under `lock_`) and kWoken (a spinner, below); only the holder clears
+//     kLocked (unlock()), or kStarving when a hand-off made it the owner.
 //   - At most one locker is woken-and-competing: the one kWoken speaks for
 //     (a waiter unlock() woke, or a spinner that claimed it so that unlock()
 //     wakes nobody). It clears kWoken when it takes the lock or parks.
@@ -109,10 +113,15 @@ class Mutex {
   // lock_slow() is the contended path; `what` names the wait in deadlock
   // reports ("sync.Mutex.Lock", or Once/Cond's own name).
   void lock_slow(const char* what, OnUnwind on_unwind);
+  // The fast path takes a free mutex whatever its other bits say, as
+  // lock_slow() would: a CAS from 0 fails whenever waiters are queued, and
+  // a failed CAS costs as much as one that works (contended mutex on two
+  // workers: 38 -> 25 ns an increment with unlock()'s matching change).
   void lock_as(const char* what) {
     detail::note_goro_use();
-    std::uint32_t expected = 0;
-    if (state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
+    std::uint32_t old = state_.load(std::memory_order_relaxed);
+    if ((old & (kLocked | kStarving)) == 0 &&
+        state_.compare_exchange_strong(old, old | kLocked, std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
       return;
     }
@@ -145,15 +154,7 @@ class Mutex {
 
 // ---------------------------------------------------------------------------
 
-inline void Mutex::lock() {
-  detail::note_goro_use();
-  std::uint32_t expected = 0;
-  if (state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
-                                     std::memory_order_relaxed)) {
-    return;
-  }
-  lock_slow("sync.Mutex.Lock", OnUnwind::throw_unwind);
-}
+inline void Mutex::lock() { lock_as("sync.Mutex.Lock"); }
 
 inline bool Mutex::try_lock() noexcept {
   detail::note_goro_use();
@@ -168,10 +169,18 @@ inline bool Mutex::try_lock() noexcept {
 }
 
 inline void Mutex::unlock() {
-  std::uint32_t expected = kLocked;
-  if (state_.compare_exchange_strong(expected, 0, std::memory_order_release,
+  // Without lock_ when nobody needs waking: no waiters, or one is already
+  // woken (or spinning) and will take the lock (normal mode only). The state
+  // is read first rather than guessed (a CAS from kLocked): while waiters
+  // queue, a guess fails, and a failed CAS costs as much as one that works.
+  std::uint32_t old = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((old & kLocked) == 0) throw std::logic_error("goro::Mutex: unlock of unlocked mutex");
+    if ((old & kStarving) != 0 || ((old & kWoken) == 0 && (old & kWaiters) != 0)) break;
+    if (state_.compare_exchange_weak(old, old & ~kLocked, std::memory_order_release,
                                      std::memory_order_relaxed)) {
-    return;
+      return;
+    }
   }
   unlock_slow();
 }
@@ -293,21 +302,12 @@ inline void Mutex::lock_during_unwind() {
   lock_slow("sync.Mutex.Lock", OnUnwind::acquire_anyway);
 }
 
+// unlock_slow() releases the mutex when a waiter needs waking or, in
+// starvation mode, the lock needs handing over; it takes lock_.
 inline void Mutex::unlock_slow() {
-  // Without lock_ when nobody needs waking: no waiters, or one is already
-  // woken (or spinning) and will take the lock (normal mode only).
-  std::uint32_t old = state_.load(std::memory_order_relaxed);
-  for (;;) {
-    if ((old & kLocked) == 0) throw std::logic_error("goro::Mutex: unlock of unlocked mutex");
-    if ((old & kStarving) != 0 || ((old & kWoken) == 0 && (old & kWaiters) != 0)) break;
-    if (state_.compare_exchange_weak(old, old & ~kLocked, std::memory_order_release,
-                                     std::memory_order_relaxed)) {
-      return;
-    }
-  }
   detail::WakeList wake;  // declared first: unparks after lock_ is released
   std::lock_guard guard(lock_);
-  old = state_.load(std::memory_order_relaxed);
+  std::uint32_t old = state_.load(std::memory_order_relaxed);
   if ((old & kLocked) == 0) throw std::logic_error("goro::Mutex: unlock of unlocked mutex");
   if (old & kStarving) {
     // Hand the lock to the first waiter that can still take it; kLocked
