@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -729,6 +730,65 @@ TEST_CASE("global run queue: with no memory for a chunk, fibers wait in order an
   REQUIRE(q.pop_some(out, 8) == 5);
   for (std::size_t i = 0; i < 5; ++i) CHECK(out[i] == f[i].get());
   CHECK(q.empty());
+}
+
+TEST_CASE("fiber block pool: out of memory, refill hands out what the pool holds, then throws; nothing is lost",
+          "[runtime][blocks]") {
+  if (!kCountsAllocations) return;  // the sanitizers' allocators cannot be made to fail
+  using goro::detail::FiberBlockCache;
+  using goro::detail::FiberBlockPool;
+  FiberBlockPool& pool = FiberBlockPool::instance();
+  constexpr std::size_t kBatch = 128;
+  constexpr std::size_t kCaches = 100;  // more than the pool keeps (kRetain) between runtimes
+  static_assert(kCaches * kBatch > FiberBlockPool::kRetain);
+  // Everything the failing stretches use is allocated before them.
+  std::vector<FiberBlockCache> caches(kCaches);
+  std::vector<void*> taken, again;
+  taken.reserve(kCaches * kBatch);
+  again.reserve(kCaches * kBatch);
+  struct FailingAllocations {
+    FailingAllocations() { t_fail_allocations = true; }
+    ~FailingAllocations() { t_fail_allocations = false; }
+  };
+  auto collect = [](FiberBlockCache& cache, std::vector<void*>& into) {
+    for (std::size_t i = cache.size(); i > 0; --i) into.push_back(cache.upcoming(i - 1));
+  };
+  // Drain the pool: every refill that succeeds hands out pooled blocks, and
+  // the first one the pool cannot serve throws, as does acquire().
+  std::size_t filled = 0;
+  bool refill_threw = false, acquire_threw = false;
+  {
+    FailingAllocations failing;
+    for (; filled < kCaches && !refill_threw; ++filled) {
+      try {
+        pool.refill(caches[filled], kBatch);
+        collect(caches[filled], taken);
+      } catch (const std::bad_alloc&) {
+        refill_threw = true;
+      }
+    }
+    try {
+      (void)pool.acquire();
+    } catch (const std::bad_alloc&) {
+      acquire_threw = true;
+    }
+  }
+  CHECK(refill_threw);
+  CHECK(acquire_threw);
+  CHECK(std::set<void*>(taken.begin(), taken.end()).size() == taken.size());  // none handed out twice
+  // Give every block back, then take as many again with allocation still
+  // failing: the pool serves them all, and they are the same blocks.
+  for (auto& cache : caches) pool.give_back(cache, cache.size());
+  {
+    FailingAllocations failing;
+    for (std::size_t served = 0; served < taken.size(); served += kBatch) {
+      FiberBlockCache& cache = caches[served / kBatch];
+      pool.refill(cache, std::min(kBatch, taken.size() - served));
+      collect(cache, again);
+    }
+  }
+  CHECK(std::set<void*>(again.begin(), again.end()) == std::set<void*>(taken.begin(), taken.end()));
+  for (auto& cache : caches) pool.give_back(cache, cache.size());
 }
 
 TEST_CASE("global run queue: producers and consumers on several threads take each fiber once",
