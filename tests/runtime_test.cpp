@@ -751,7 +751,7 @@ TEST_CASE("fiber block pool: out of memory, refill hands out what the pool holds
     ~FailingAllocations() { t_fail_allocations = false; }
   };
   auto collect = [](FiberBlockCache& cache, std::vector<void*>& into) {
-    for (std::size_t i = cache.size(); i > 0; --i) into.push_back(cache.upcoming(i - 1));
+    into.insert(into.end(), cache.begin(), cache.end());
   };
   // Drain the pool: every refill that succeeds hands out pooled blocks, and
   // the first one the pool cannot serve throws, as does acquire().

@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "bounded_lifo.hpp"
 #include "spin_lock.hpp"
 
 namespace goro::detail {
@@ -47,35 +48,9 @@ inline void prefetch_block(const void* block) noexcept {
   for (std::size_t line = 0; line < kFiberBlockSize + 64; line += 64) __builtin_prefetch(p + line, 1, 3);
 }
 
-// FiberBlockCache is a worker's LIFO of free blocks.
-// Thread-safety: none; owned by one worker.
-class FiberBlockCache {
- public:
-  static constexpr std::size_t kCapacity = 257;  // Worker::kBlockCache + 1
-
-  bool empty() const noexcept { return size_ == 0; }
-  std::size_t size() const noexcept { return size_; }
-  // push() needs a free place; pop() a non-empty cache.
-  void push(void* block) noexcept { blocks_[size_++] = block; }
-  void* pop() noexcept { return blocks_[--size_]; }
-  // upcoming(k) is the block the (k+1)-th pop() from now returns, or null.
-  void* upcoming(std::size_t k) const noexcept { return k < size_ ? blocks_[size_ - 1 - k] : nullptr; }
-  // take_oldest() moves the oldest `n` blocks (at most size()) to `out`.
-  void take_oldest(std::size_t n, std::vector<void*>& out) noexcept {
-    out.insert(out.end(), blocks_.begin(), blocks_.begin() + n);  // out has room: see FiberBlockPool
-    std::copy(blocks_.begin() + n, blocks_.begin() + size_, blocks_.begin());
-    size_ -= n;
-  }
-  // append() copies [first, last), which must fit in the free places.
-  void append(void* const* first, void* const* last) noexcept {
-    std::copy(first, last, blocks_.begin() + size_);
-    size_ += static_cast<std::size_t>(last - first);
-  }
-
- private:
-  std::array<void*, kCapacity> blocks_{};
-  std::size_t size_ = 0;
-};
+// FiberBlockCache is a worker's private LIFO of free blocks
+// (bounded_lifo.hpp).
+using FiberBlockCache = BoundedLifo<void*, 257>;  // Worker::kBlockCache + 1
 
 // FiberBlockPool is the process-wide reserve of fiber blocks.
 // Thread-safety: every member is safe from any thread.
@@ -108,18 +83,18 @@ class FiberBlockPool {
   // refill() appends `n` blocks (they must fit) to `cache`, allocating what
   // the pool lacks; it throws std::bad_alloc only when it could provide none.
   void refill(FiberBlockCache& cache, std::size_t n) {
-    std::array<void*, FiberBlockCache::kCapacity> taken;
-    n = std::min(n, taken.size());
     std::size_t moved = 0;
     {
       std::lock_guard guard(lock_);
       moved = std::min(n, free_.size());
-      std::copy(free_.end() - static_cast<std::ptrdiff_t>(moved), free_.end(), taken.begin());
+      cache.append(free_.data() + (free_.size() - moved), free_.data() + free_.size());
       free_.resize(free_.size() - moved);
       publish_count_locked();
     }
-    if (moved < n) moved += allocate_new(taken.data() + moved, n - moved, moved > 0);
-    cache.append(taken.data(), taken.data() + moved);
+    if (moved == n) return;
+    std::array<void*, FiberBlockCache::kCapacity> fresh;
+    const std::size_t made = allocate_new(fresh.data(), std::min(n - moved, fresh.size()), moved > 0);
+    cache.append(fresh.data(), fresh.data() + made);
   }
   // release() takes back one block.
   void release(void* block) noexcept {
@@ -129,9 +104,11 @@ class FiberBlockPool {
   }
   // give_back() moves the oldest `n` blocks of a worker's `cache` here.
   void give_back(FiberBlockCache& cache, std::size_t n) noexcept {
+    n = std::min(n, cache.size());
     std::lock_guard guard(lock_);
-    cache.take_oldest(std::min(n, cache.size()), free_);
+    free_.insert(free_.end(), cache.begin(), cache.begin() + n);  // never reallocates, as in release()
     publish_count_locked();
+    cache.drop_front(n);
   }
   bool has_excess() const noexcept { return count_.load(std::memory_order_relaxed) > kRetain; }
   // trim() frees the oldest blocks beyond kRetain. They are linked through

@@ -31,7 +31,6 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 
 #include "fiber.hpp"
 #include "global_run_queue.hpp"

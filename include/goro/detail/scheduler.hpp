@@ -791,7 +791,7 @@ inline void* Runtime::take_block(Worker* w) {
   if (w->block_cache.empty()) FiberBlockPool::instance().refill(w->block_cache, Worker::kBlockCache / 2);
   // The next blocks were most likely freed on another core: ask for them
   // now, so their transfers overlap with filling this one (fiber_block.hpp).
-  if (const void* ahead = w->block_cache.upcoming(kBlockPrefetchDistance)) prefetch_block(ahead);
+  if (void* const* ahead = w->block_cache.upcoming(kBlockPrefetchDistance)) prefetch_block(*ahead);
   return w->block_cache.pop();
 }
 

@@ -60,6 +60,7 @@
 #include <system_error>
 #include <vector>
 
+#include "bounded_lifo.hpp"
 #include "spin_lock.hpp"
 
 namespace goro::detail {
@@ -125,38 +126,8 @@ struct Stack {
   bool overflowed(const void* sp) const noexcept { return static_cast<const char*>(sp) < base + 256; }
 };
 
-// StackCache is a worker's private LIFO of free stacks: a fixed array, so
-// an exiting fiber's stack goes back without a call or an allocation, and
-// batches move to and from the pool as plain copies. Not thread-safe: one
-// per worker.
-class StackCache {
- public:
-  static constexpr std::size_t kCapacity = 257;  // Worker::kStackCache + 1
-
-  bool empty() const noexcept { return size_ == 0; }
-  std::size_t size() const noexcept { return size_; }
-  Stack& back() noexcept { return stacks_[size_ - 1]; }
-  Stack* begin() noexcept { return stacks_.data(); }
-  Stack* end() noexcept { return stacks_.data() + size_; }
-
-  // push() needs a free place; pop() a non-empty cache.
-  void push(const Stack& s) noexcept { stacks_[size_++] = s; }
-  Stack pop() noexcept { return stacks_[--size_]; }
-  // append() copies [first, last), which must fit in the free places.
-  void append(const Stack* first, const Stack* last) noexcept {
-    std::copy(first, last, end());
-    size_ += static_cast<std::size_t>(last - first);
-  }
-  // drop_front() forgets the oldest `n` stacks.
-  void drop_front(std::size_t n) noexcept {
-    std::copy(begin() + n, end(), begin());
-    size_ -= n;
-  }
-
- private:
-  std::array<Stack, kCapacity> stacks_{};
-  std::size_t size_ = 0;
-};
+// StackCache is a worker's private LIFO of free stacks (bounded_lifo.hpp).
+using StackCache = BoundedLifo<Stack, 257>;  // Worker::kStackCache + 1
 
 class StackPool {
  public:
