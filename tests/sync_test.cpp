@@ -178,23 +178,39 @@ TEST_CASE("Mutex: starvation mode takes turns among long waiters", "[mutex][fair
   // sleep, so in normal mode the running fiber would win again and again
   // (barging). Waiters that wait over 1 ms switch the mutex to hand-off, so
   // no fiber gets many turns in a row while others wait.
+  //
+  // The fibers start together (after all have run once): a waiter is
+  // woken into its worker's queue, and only when it runs can it notice it
+  // has waited over 1 ms. Under TSan a fiber's first run takes 1-3 ms, so
+  // a woken waiter queued behind siblings that never ran stayed there for
+  // 10 ms and more while the holder barged. The hold is longer under TSan
+  // for the same reason: there, 8 workers on 2 cores wait milliseconds for
+  // a CPU, and each turn must outlast that for the count of turns to mean
+  // what it means in the plain build.
   const std::size_t workers = GORO_WORKERS();
   const int fibers = 10;
   const int rounds = 20;
+  const auto hold = goro_test::kTsan ? std::chrono::microseconds(1000) : std::chrono::microseconds(200);
   std::vector<int> order;  // guarded by the mutex
   goro::run(
       [&] {
         goro::Mutex mu;
-        goro::WaitGroup wg;
+        goro::WaitGroup wg, started;
+        goro::Channel<int> start_line;
+        started.add(fibers);
         for (int f = 0; f < fibers; ++f) {
           wg.go([&, f] {
+            started.done();
+            start_line.recv();  // returns once closed
             for (int r = 0; r < rounds; ++r) {
               std::lock_guard guard(mu);
               order.push_back(f);
-              goro::this_fiber::sleep_for(200us);
+              goro::this_fiber::sleep_for(hold);
             }
           });
         }
+        started.wait();
+        start_line.close();
         wg.wait();
       },
       with_workers(workers));
