@@ -184,13 +184,19 @@ inline void Mutex::unlock() {
   unlock_slow();
 }
 
-// can_spin() says whether busy-waiting a little may pay off: only when
-// another thread can be running the holder right now (Go's canSpin). One
-// worker, or one CPU, means the holder cannot run while we spin.
+// can_spin() says whether busy-waiting a little may pay off (Go's canSpin):
+// only when another thread can be running the holder right now (not with
+// one worker, or one CPU), and, for a fiber, only when its worker has no
+// other fiber ready to run. A worker with work queued does better parking
+// the fiber and running that work than burning its time slice and pulling
+// the lock's cache line away from the holder: contended mutex on two
+// workers, 1000 fibers, 23.9 -> 21.2 ns an increment (A/B 0.88, 15 runs);
+// never spinning at all made two fibers with work between their locks
+// 1.3-1.5x slower.
 inline bool Mutex::can_spin() noexcept {
   static const unsigned cpus = std::thread::hardware_concurrency();
   if (cpus <= 1) return false;
-  if (detail::current_fiber()) return goro::worker_count() > 1;
+  if (detail::current_fiber()) return goro::worker_count() > 1 && !detail::others_ready_here();
   return true;
 }
 

@@ -361,6 +361,14 @@ GORO_NOINLINE inline Fiber* current_fiber() noexcept {
 
 inline Runtime* current_runtime() noexcept { return g_runtime.load(std::memory_order_acquire); }
 
+// others_ready_here() says whether the calling worker has other fibers
+// waiting to run (false on a plain thread). A hint: thieves may empty the
+// queue at any moment.
+inline bool others_ready_here() noexcept {
+  Worker* w = current_worker();
+  return w && (!w->runq.empty() || w->runnext.load(std::memory_order_relaxed));
+}
+
 inline FiberIdentity current_fiber_identity() noexcept {
   Fiber* f = current_fiber();
   return f ? FiberIdentity{&f->stack, f->id} : FiberIdentity{nullptr, 0};
