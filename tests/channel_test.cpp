@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "test_support.hpp"
@@ -267,6 +268,43 @@ TEST_CASE("values are moved, never copied", "[channel]") {
       },
       with_workers(2));
   CHECK(copies == 0);
+}
+
+TEST_CASE("a value whose move throws leaves the channel intact and unlocked", "[channel]") {
+  // Such a T takes the general path (the buffered fast path holds the bare
+  // lock and requires a move that cannot throw): a throwing move must
+  // propagate to the caller, leave the buffer as it was, and release the
+  // channel's lock, so later operations neither hang nor see a half-moved
+  // value.
+  struct Fragile {
+    int value;
+    bool* fail_moves;
+    Fragile(int v, bool* f) : value(v), fail_moves(f) {}
+    Fragile(const Fragile&) = default;
+    Fragile(Fragile&& o) : value(o.value), fail_moves(o.fail_moves) {
+      if (*fail_moves) throw std::runtime_error("move failed");
+    }
+    Fragile& operator=(Fragile&&) = default;
+  };
+  static_assert(!std::is_nothrow_move_constructible_v<Fragile>);
+  bool fail_moves = false;
+  goro::run(
+      [&] {
+        goro::Channel<Fragile> c(2);
+        c.send(Fragile(1, &fail_moves));
+        fail_moves = true;
+        CHECK_THROWS_AS(c.send(Fragile(2, &fail_moves)), std::runtime_error);
+        CHECK(c.size() == 1);
+        CHECK_THROWS_AS(c.recv(), std::runtime_error);  // moving the head out fails
+        CHECK(c.size() == 1);
+        fail_moves = false;
+        c.send(Fragile(3, &fail_moves));
+        CHECK(c.size() == 2);
+        CHECK(c.recv()->value == 1);
+        CHECK(c.recv()->value == 3);
+        CHECK(c.size() == 0);
+      },
+      with_workers(1));
 }
 
 TEST_CASE("try_send and try_recv never block; a refused value stays with the caller", "[channel]") {

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 #include "detail/channel/chan.hpp"
@@ -69,6 +70,8 @@ struct ChanOps {
 
  private:
   enum class Side { sender, receiver };
+  static void send_locked(ChanState<T>* c, T& v);
+  static void recv_locked(ChanState<T>* c, std::optional<T>& out);
   static void park_queued(ChanState<T>* c, ChanWaiter<T>& w, Side side);
 };
 
@@ -213,12 +216,51 @@ class RecvChannel : public detail::ChannelHandle<T> {
 
 namespace detail {
 
+// send() and recv() are inline at their call sites and try the buffered
+// fast path first: an operation that only touches the buffer (open
+// channel, nobody waiting on the other side, room or a value), done under
+// the bare lock. Anything else goes out of line to the general path
+// (send_locked(), recv_locked()), whose wake list, unique_lock and the
+// registers parking needs were a sixth of a buffered item's instructions
+// (108 -> 86 a sent and received item). A T whose move may throw always
+// takes the general path, where the unique_lock releases the lock if it
+// does.
 template <class T>
-void ChanOps<T>::send(ChanState<T>* c, T& v) {
+GORO_ALWAYS_INLINE void ChanOps<T>::send(ChanState<T>* c, T& v) {
   if (!c) park_forever("chan send (nil chan)");
+  c->lock.lock();
+  if constexpr (std::is_nothrow_move_constructible_v<T>) {
+    if (c->buffer_send_locked(v)) {
+      c->lock.unlock();
+      return;
+    }
+  }
+  send_locked(c, v);
+}
+
+template <class T>
+GORO_ALWAYS_INLINE std::optional<T> ChanOps<T>::recv(ChanState<T>* c) {
+  if (!c) park_forever("chan receive (nil chan)");
+  std::optional<T> out;
+  c->lock.lock();
+  if constexpr (std::is_nothrow_move_constructible_v<T>) {
+    if (c->buffer_recv_locked(out)) {
+      c->lock.unlock();
+      return out;
+    }
+  }
+  recv_locked(c, out);
+  return out;  // empty if closed and drained
+}
+
+// send_locked(): c must be locked; unlocks c. Hands `v` to a waiting
+// receiver or the buffer, or parks until a receiver takes it; throws
+// channel_closed if c is or gets closed.
+template <class T>
+GORO_NOINLINE void ChanOps<T>::send_locked(ChanState<T>* c, T& v) {
   {
     WakeList wake;  // declared first: unparks after the lock is released
-    std::unique_lock lock(c->lock);
+    std::unique_lock lock(c->lock, std::adopt_lock);
     if (c->closed_locked()) {
       lock.unlock();
       throw_send_on_closed();
@@ -232,20 +274,20 @@ void ChanOps<T>::send(ChanState<T>* c, T& v) {
   if (self_waiter.closed) throw_send_on_closed();
 }
 
+// recv_locked(): c must be locked; unlocks c. Takes a value into `out`
+// from a waiting sender or the buffer, or parks until one comes; leaves
+// `out` empty if c is closed and drained.
 template <class T>
-std::optional<T> ChanOps<T>::recv(ChanState<T>* c) {
-  if (!c) park_forever("chan receive (nil chan)");
-  std::optional<T> out;
+GORO_NOINLINE void ChanOps<T>::recv_locked(ChanState<T>* c, std::optional<T>& out) {
   {
     WakeList wake;  // declared first: unparks after the lock is released
-    std::unique_lock lock(c->lock);
-    if (c->try_recv_locked(out, wake) != RecvStatus::would_block) return out;
+    std::unique_lock lock(c->lock, std::adopt_lock);
+    if (c->try_recv_locked(out, wake) != RecvStatus::would_block) return;
     lock.release();  // still locked: parked below, unlocked by park's commit
   }
   ChanWaiter<T> self_waiter;
   self_waiter.recv_slot = &out;
   park_queued(c, self_waiter, Side::receiver);
-  return out;  // empty if woken by close()
 }
 
 // park_queued(): c must be locked. Queues `w` on c's senders or receivers,

@@ -160,6 +160,25 @@ class ChanState : public ChanBase {
     return true;
   }
 
+  // buffer_send_locked() and buffer_recv_locked() are the buffered fast
+  // paths: they complete an operation that only touches the buffer (open
+  // channel, nobody waiting on the other side, room or a value) and report
+  // false, changing nothing, otherwise. The buffer is tested first, so an
+  // unbuffered channel (always full and empty) leaves at once. T's move
+  // must not throw.
+  bool buffer_send_locked(T& v) noexcept {
+    if (buffer_.full() || closed_ || !recvq_.empty()) return false;
+    buffer_.push(std::move(v));
+    sync_count();
+    return true;
+  }
+  bool buffer_recv_locked(std::optional<T>& out) noexcept {
+    if (buffer_.empty() || !sendq_.empty()) return false;
+    out.emplace(buffer_.pop());
+    sync_count();
+    return true;
+  }
+
   // try_recv_locked() takes a value into `out`, or reports closed-and-drained,
   // or would_block.
   RecvStatus try_recv_locked(std::optional<T>& out, WakeList& wake) {
