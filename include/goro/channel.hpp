@@ -222,7 +222,7 @@ namespace detail {
 // the bare lock. Anything else goes out of line to the general path
 // (send_locked(), recv_locked()), whose wake list, unique_lock and the
 // registers parking needs were a sixth of a buffered item's instructions
-// (108 -> 86 a sent and received item). A T whose move may throw always
+// (108 -> 68 a sent and received item). A T whose move may throw always
 // takes the general path, where the unique_lock releases the lock if it
 // does.
 template <class T>
