@@ -1,7 +1,8 @@
 // Select's commit protocol, after Go's runtime/select.go.
 //
 //   1. Poll order: a uniformly random permutation of the cases, so among
-//      cases ready at the same moment each is equally likely to win.
+//      cases ready at the same moment each is equally likely to win. Pass 0
+//      draws it one position at a time (PollOrder), as it goes.
 //   2. Pass 0: in poll order, each case that looks ready (a lock-free hint)
 //      tries to complete under its own channel's lock alone; the first that
 //      does wins. It is the same order pass 1 would use, so a ready case is
@@ -79,28 +80,6 @@ inline std::uint64_t poll_random() noexcept {
   return select_random();
 }
 
-// shuffle_poll_order() fills order[0, n) with a uniformly random permutation
-// (Fisher-Yates). One 64-bit draw serves several steps: step i takes the
-// high word of r * i as its index in [0, i) and keeps the low word as the
-// next r (Lemire's batched bounded integers), redrawing before the product
-// of the bounds passes 2^32, so the bias stays below 2^-32. A 4-case select
-// draws once instead of three times.
-inline void shuffle_poll_order(std::size_t* order, std::size_t n) noexcept {
-  for (std::size_t i = 0; i < n; ++i) order[i] = i;
-  std::uint64_t r = 0;
-  std::uint64_t bounds = std::uint64_t{1} << 32;  // forces a draw first
-  for (std::size_t i = n; i > 1; --i) {
-    if (bounds * i > (std::uint64_t{1} << 32)) {
-      r = poll_random();
-      bounds = 1;
-    }
-    bounds *= i;
-    const unsigned __int128 m = static_cast<unsigned __int128>(r) * i;
-    std::swap(order[i - 1], order[static_cast<std::size_t>(m >> 64)]);
-    r = static_cast<std::uint64_t>(m);
-  }
-}
-
 // Every case provides (see select.hpp; SelectCase forwards them):
 //   ChanBase* channel()                    the lock to take, or null
 //   bool maybe_ready()                     lock-free readiness hint
@@ -157,6 +136,51 @@ class ScratchArray<T, std::dynamic_extent> {
   T inline_[kInlineCases];
   std::unique_ptr<T[]> heap_;
   T* data_;
+};
+
+// PollOrder: a uniformly random permutation of the n cases, drawn lazily
+// (Fisher-Yates from the front): draw(k) fixes position k as a uniform pick
+// among the cases not placed yet. Pass 0 draws each position just before it
+// polls it, so a select whose first pick is ready draws one index, not n-1;
+// when pass 0 fails it has drawn the whole permutation for pass 1.
+//
+// One 64-bit draw serves several steps: a step with `left` choices takes the
+// high word of r * left as its pick and keeps the low word as the next r
+// (Lemire's batched bounded integers), redrawing before the product of the
+// bounds passes 2^32, so the bias stays below 2^-32. A select of up to 12
+// cases draws once.
+template <std::size_t Extent>
+class PollOrder {
+ public:
+  explicit PollOrder(std::size_t n) : order_(n), n_(n) {
+    for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+  }
+  PollOrder(const PollOrder&) = delete;
+  PollOrder& operator=(const PollOrder&) = delete;
+
+  // draw(k) requires positions 0..k-1 drawn; returns the case at position k.
+  std::size_t draw(std::size_t k) noexcept {
+    const std::size_t left = n_ - k;
+    if (left > 1) {
+      if (bounds_ * left > (std::uint64_t{1} << 32)) {
+        r_ = poll_random();
+        bounds_ = 1;
+      }
+      bounds_ *= left;
+      const unsigned __int128 m = static_cast<unsigned __int128>(r_) * left;
+      std::swap(order_[k], order_[k + static_cast<std::size_t>(m >> 64)]);
+      r_ = static_cast<std::uint64_t>(m);
+    }
+    return order_[k];
+  }
+  // operator[](k): the case at position k, once drawn.
+  std::size_t operator[](std::size_t k) noexcept { return order_[k]; }
+
+ private:
+  ScratchArray<std::size_t, Extent> order_;
+  std::size_t n_;
+  std::uint64_t r_ = 0;
+  std::uint64_t bounds_ = std::uint64_t{1} << 32;  // forces a draw first
 };
 
 // LockSet: the distinct channels of the cases in address order; lock() takes
@@ -271,17 +295,19 @@ class TupleCases {
   throw FiberUnwind{};
 }
 
-// poll_each_alone() is pass 0: in `order`, the first case that looks ready
-// and completes under its own channel's lock wins; its handler runs after
-// that lock is released. Returns the winner, or kNoCase with `any_looked_ready`
-// telling whether any case looked ready at all.
-template <class Cases>
-std::size_t poll_each_alone(Cases& cases, const std::size_t* order, bool& any_looked_ready) {
+// poll_each_alone() is pass 0: drawing the poll order as it goes, the first
+// case that looks ready and completes under its own channel's lock wins; its
+// handler runs after that lock is released. Returns the winner, or kNoCase
+// with the whole order drawn and `any_looked_ready` telling whether any case
+// looked ready at all.
+template <class Cases, class Order>
+std::size_t poll_each_alone(Cases& cases, Order& order, bool& any_looked_ready) {
   WakeList wake;  // a failed poll adds nothing to it
   any_looked_ready = false;
   for (std::size_t k = 0; k < cases.size(); ++k) {
+    const std::size_t i = order.draw(k);
     bool won = false;
-    cases.visit(order[k], [&](auto& c) {
+    cases.visit(i, [&](auto& c) {
       ChanBase* chan = c.channel();
       if (!chan || !c.maybe_ready()) return;
       any_looked_ready = true;
@@ -290,8 +316,8 @@ std::size_t poll_each_alone(Cases& cases, const std::size_t* order, bool& any_lo
     });
     if (won) {
       wake.flush();
-      cases.visit(order[k], [](auto& c) { c.finish(); });
-      return order[k];
+      cases.visit(i, [](auto& c) { c.finish(); });
+      return i;
     }
   }
   return kNoCase;
@@ -310,13 +336,10 @@ std::size_t select_commit(Cases& cases) {
     const std::size_t default_index = cases.default_index();
     const std::size_t timeout_index = cases.timeout_index();
 
-    // 1. Random poll order.
-    ScratchArray<std::size_t, Extent> order(n);
-    shuffle_poll_order(order.data(), n);
-
-    // 2. Pass 0: one channel at a time.
+    // 1 and 2. Pass 0, one channel at a time, drawing the random poll order.
+    PollOrder<Extent> order(n);
     bool any_looked_ready = false;
-    if (std::size_t winner = poll_each_alone(cases, order.data(), any_looked_ready); winner != kNoCase) {
+    if (std::size_t winner = poll_each_alone(cases, order, any_looked_ready); winner != kNoCase) {
       return winner;
     }
 
