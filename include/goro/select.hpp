@@ -32,8 +32,8 @@
 
 #include <chrono>
 #include <concepts>
-#include <memory>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <span>
 #include <type_traits>
