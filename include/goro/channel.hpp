@@ -70,7 +70,8 @@ struct ChanOps {
 
  private:
   enum class Side { sender, receiver };
-  static constexpr bool kBufferFastPath = std::is_nothrow_move_constructible_v<T>;
+  // The fast path holds the bare lock: only a T whose move cannot throw.
+  static constexpr bool kBufferFastPath = ChanState<T>::kNothrowMove;
   static void send_buffered(ChanState<T>* c, T& v);
   static void recv_buffered(ChanState<T>* c, std::optional<T>& out);
   static void send_general(ChanState<T>* c, T& v);

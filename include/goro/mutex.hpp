@@ -190,7 +190,7 @@ inline void Mutex::unlock() {
 // other fiber ready to run. A worker with work queued does better parking
 // the fiber and running that work than burning its time slice and pulling
 // the lock's cache line away from the holder: contended mutex on two
-// workers, 1000 fibers, 23.9 -> 21.2 ns an increment (A/B 0.88, 15 runs);
+// workers, 1000 fibers, 23.6 -> 19.3 ns an increment (A/B 0.82, 21 runs);
 // never spinning at all made two fibers with work between their locks
 // 1.3-1.5x slower.
 inline bool Mutex::can_spin() noexcept {

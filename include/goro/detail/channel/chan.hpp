@@ -30,6 +30,7 @@
 #include <atomic>
 #include <cstddef>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "../parker.hpp"
@@ -154,25 +155,24 @@ class ChanState : public ChanBase {
         return true;
       }
     }
-    if (buffer_.full()) return false;
-    buffer_.push(std::move(v));
-    sync_count();
-    return true;
+    return buffer_send_locked(v);  // no receiver is left waiting
   }
 
-  // buffer_send_locked() and buffer_recv_locked() are the buffered fast
-  // paths: they complete an operation that only touches the buffer (open
-  // channel, nobody waiting on the other side, room or a value) and report
-  // false, changing nothing, otherwise. The buffer is tested first, so an
-  // unbuffered channel (always full and empty) leaves at once. T's move
-  // must not throw.
-  bool buffer_send_locked(T& v) noexcept {
+  // buffer_send_locked() and buffer_recv_locked() complete an operation
+  // that only touches the buffer (open channel, nobody waiting on the other
+  // side, room or a value) and report false, changing nothing, otherwise:
+  // the buffered fast paths, and the tails of try_send_locked() and
+  // try_recv_locked(). The buffer is tested first, so an unbuffered channel
+  // (always full and empty) leaves at once. They throw only what T's move
+  // throws.
+  static constexpr bool kNothrowMove = std::is_nothrow_move_constructible_v<T>;
+  bool buffer_send_locked(T& v) noexcept(kNothrowMove) {
     if (buffer_.full() || closed_ || !recvq_.empty()) return false;
     buffer_.push(std::move(v));
     sync_count();
     return true;
   }
-  bool buffer_recv_locked(std::optional<T>& out) noexcept {
+  bool buffer_recv_locked(std::optional<T>& out) noexcept(kNothrowMove) {
     if (buffer_.empty() || !sendq_.empty()) return false;
     out.emplace(buffer_.pop());
     sync_count();
@@ -195,11 +195,7 @@ class ChanState : public ChanBase {
         return RecvStatus::value;
       }
     }
-    if (!buffer_.empty()) {
-      out.emplace(buffer_.pop());
-      sync_count();
-      return RecvStatus::value;
-    }
+    if (buffer_recv_locked(out)) return RecvStatus::value;  // no sender is left waiting
     return closed_ ? RecvStatus::closed : RecvStatus::would_block;
   }
 
