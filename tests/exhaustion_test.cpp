@@ -166,6 +166,59 @@ int exhaustion_child(bool hog_heap) {
   return g_child_failures == 0 ? 0 : 1;
 }
 
+// stack_pool_child(): with the address space capped so that no new stack
+// can be mapped, StackPool::acquire_batch() hands out the stacks the pool
+// holds and does not throw (a worker refilling its cache then spawns with
+// them instead of failing); with none pooled, it throws as acquire() does.
+int stack_pool_child() {
+  using goro::detail::Stack;
+  using goro::detail::StackCache;
+  using goro::detail::StackPool;
+  constexpr std::size_t kSize = 256 * 1024;
+  constexpr std::size_t kPooled = 3;
+  StackPool& pool = StackPool::instance();
+  std::vector<Stack> stacks;
+  stacks.reserve(100'000);
+  for (int i = 0; i < 8; ++i) stacks.push_back(pool.acquire(kSize));
+  for (Stack& s : stacks) pool.release(s);  // the pool's list has room for them from now on
+  stacks.clear();
+  rlimit original{};
+  ::getrlimit(RLIMIT_AS, &original);
+  const rlimit capped{vm_size_bytes() + (std::size_t{64} << 20), original.rlim_max};
+  child_check(::setrlimit(RLIMIT_AS, &capped) == 0, "setrlimit(RLIMIT_AS)");
+  bool refused = false;
+  try {
+    while (stacks.size() < stacks.capacity()) stacks.push_back(pool.acquire(kSize));
+  } catch (const std::system_error&) {
+    refused = true;
+  }
+  child_check(refused, "acquire() refused after %zu stacks", stacks.size());
+  for (std::size_t i = 0; i < kPooled; ++i) {
+    pool.release(stacks.back());
+    stacks.pop_back();
+  }
+  StackCache cache;
+  try {
+    pool.acquire_batch(kSize, 10, cache);
+    child_check(cache.size() == kPooled, "acquire_batch() handed out the %zu pooled stacks (%zu)", kPooled,
+                cache.size());
+  } catch (const std::exception& e) {
+    child_check(false, "acquire_batch() threw with %zu stacks pooled: %s", kPooled, e.what());
+  }
+  bool threw_empty = false;
+  try {
+    StackCache more;
+    pool.acquire_batch(kSize, 10, more);
+  } catch (const std::system_error&) {
+    threw_empty = true;
+  }
+  child_check(threw_empty, "acquire_batch() with nothing pooled threw std::system_error");
+  child_check(::setrlimit(RLIMIT_AS, &original) == 0, "restore RLIMIT_AS");
+  while (cache.size() > 0) pool.release(cache.pop());
+  for (Stack& s : stacks) pool.release(s);
+  return g_child_failures == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 TEST_CASE("exhaustion: no stack can be mapped -> go() throws system_error; the runtime stays usable",
@@ -200,4 +253,18 @@ TEST_CASE("exhaustion: fibers finish, and a channel is closed and drained, while
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(err.find("FAILED") == std::string::npos);
   CHECK(err.find("ok: go() threw std::system_error") != std::string::npos);
+}
+
+TEST_CASE("exhaustion: no stack can be mapped -> a worker's cache refill hands out the pooled stacks, without throwing",
+          "[exhaustion]") {
+  if (goro_test::kTsan || goro_test::kAsan) {
+    SUCCEED("skipped under ASan/TSan: they reserve huge address space, RLIMIT_AS cannot model exhaustion");
+    return;
+  }
+  auto [err, status] = run_in_child([] { return stack_pool_child(); });
+  INFO("child stderr:\n" << err);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(err.find("FAILED") == std::string::npos);
+  CHECK(err.find("ok: acquire_batch() handed out the 3 pooled stacks") != std::string::npos);
 }

@@ -791,6 +791,51 @@ TEST_CASE("fiber block pool: out of memory, refill hands out what the pool holds
   for (auto& cache : caches) pool.give_back(cache, cache.size());
 }
 
+// Found by running the suite in random order: a refill that took the
+// pool's last blocks went on to make the rest, and when growing the pool's
+// array for them failed, threw std::bad_alloc with the blocks already in
+// the cache (a spawn failed while its worker held blocks). Allocations are
+// counted even when they fail, so the test also sees an attempt that
+// happens to succeed.
+TEST_CASE("fiber block pool: out of memory, a refill the pool can serve in part hands out that part, allocating nothing",
+          "[runtime][blocks]") {
+  if (!kCountsAllocations) return;  // the sanitizers' allocators cannot be counted or made to fail
+  using goro::detail::FiberBlockCache;
+  using goro::detail::FiberBlockPool;
+  FiberBlockPool& pool = FiberBlockPool::instance();
+  constexpr std::size_t kPooled = 5;
+  std::vector<void*> pooled;
+  pooled.reserve(kPooled);
+  for (std::size_t i = 0; i < kPooled; ++i) pooled.push_back(pool.acquire());
+  // Empty the pool into caches (each refill hands out pooled blocks while
+  // there are any), then give it back exactly kPooled blocks.
+  std::vector<FiberBlockCache> drained;
+  drained.reserve(1'000);
+  for (;;) {
+    REQUIRE(drained.size() < drained.capacity());
+    FiberBlockCache& c = drained.emplace_back();
+    const std::uint64_t before = g_allocations.load();
+    pool.refill(c, FiberBlockCache::kCapacity - 1);
+    if (g_allocations.load() != before) break;  // the pool was empty: this refill made new blocks
+  }
+  for (void* block : pooled) pool.release(block);
+  FiberBlockCache cache;
+  const std::uint64_t before = g_allocations.load();
+  t_fail_allocations = true;
+  bool threw = false;
+  try {
+    pool.refill(cache, kPooled + 1);
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  CHECK_FALSE(threw);
+  CHECK(g_allocations.load() == before);
+  CHECK(std::set<void*>(cache.begin(), cache.end()) == std::set<void*>(pooled.begin(), pooled.end()));
+  pool.give_back(cache, cache.size());
+  for (auto& c : drained) pool.give_back(c, c.size());
+}
+
 TEST_CASE("global run queue: producers and consumers on several threads take each fiber once",
           "[runtime][runqueue]") {
   const std::size_t per_producer = scaled(200'000, 100'000, 20'000);

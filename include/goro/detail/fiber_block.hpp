@@ -80,20 +80,23 @@ class FiberBlockPool {
     allocate_new(&block, 1);
     return block;
   }
-  // refill() appends `n` blocks (they must fit) to `cache`, allocating what
-  // the pool lacks; it throws std::bad_alloc only when it could provide none.
+  // refill() appends up to `n` blocks (they must fit) to `cache`: the
+  // pool's if it holds any, else new ones. It throws std::bad_alloc only
+  // when it could provide none. A refill the pool can serve allocates
+  // nothing, so running out of memory cannot fail it (nor a spawn).
   void refill(FiberBlockCache& cache, std::size_t n) {
-    std::size_t moved = 0;
     {
       std::lock_guard guard(lock_);
-      moved = std::min(n, free_.size());
-      cache.append(free_.data() + (free_.size() - moved), free_.data() + free_.size());
-      free_.resize(free_.size() - moved);
-      publish_count_locked();
+      if (!free_.empty()) {
+        const std::size_t moved = std::min(n, free_.size());
+        cache.append(free_.data() + (free_.size() - moved), free_.data() + free_.size());
+        free_.resize(free_.size() - moved);
+        publish_count_locked();
+        return;
+      }
     }
-    if (moved == n) return;
     std::array<void*, FiberBlockCache::kCapacity> fresh;
-    const std::size_t made = allocate_new(fresh.data(), std::min(n - moved, fresh.size()), moved > 0);
+    const std::size_t made = allocate_new(fresh.data(), std::min(n, fresh.size()));
     cache.append(fresh.data(), fresh.data() + made);
   }
   // release() takes back one block.
@@ -135,9 +138,9 @@ class FiberBlockPool {
 
   void publish_count_locked() noexcept { count_.store(free_.size(), std::memory_order_relaxed); }
   // allocate_new() puts up to `n` new blocks at `out` and returns how many;
-  // it throws std::bad_alloc if it made none, unless `may_fall_short`.
-  // Room for them in free_ is reserved first, so no release() allocates.
-  std::size_t allocate_new(void** out, std::size_t n, bool may_fall_short = false) {
+  // it throws std::bad_alloc if it made none. Room for them in free_ is
+  // reserved first, so no release() allocates.
+  std::size_t allocate_new(void** out, std::size_t n) {
     {
       std::lock_guard guard(lock_);
       if (free_.capacity() < allocated_ + n) free_.reserve(std::max(allocated_ + n, 2 * free_.capacity()));
@@ -153,7 +156,7 @@ class FiberBlockPool {
         std::lock_guard guard(lock_);
         allocated_ -= n - made;
       }
-      if (made == 0 && !may_fall_short) throw std::bad_alloc();
+      if (made == 0) throw std::bad_alloc();
     }
     return made;
   }

@@ -149,9 +149,10 @@ class StackPool {
     const std::size_t page = page_size();
     return std::max<std::size_t>((size + page - 1) / page * page, 4 * page);
   }
-  // acquire_batch() appends `n` stacks (at least one; they must fit) to
-  // `out`, taking the pool's lock once; release_batch() returns the oldest
-  // `n` of `stacks`.
+  // acquire_batch() appends up to `n` stacks (they must fit) to `out`,
+  // taking the pool's lock once: the pool's, else one new stack. It throws
+  // as acquire() does, and only when it appended none. release_batch()
+  // returns the oldest `n` of `stacks`.
   void acquire_batch(std::size_t size, std::size_t n, StackCache& out);
   void release_batch(StackCache& stacks, std::size_t n) noexcept;
   // release() takes back a stack that no fiber runs on any more.
@@ -396,6 +397,7 @@ inline void StackPool::acquire_batch(std::size_t size, std::size_t n, StackCache
       // Whole ranges off the back (the warmest end): the batches carry a
       // 100,000-fiber burst through the pool, and one push_back per stack
       // was 9% of spawn+join's instructions.
+      const std::size_t wanted = n;
       for (auto* list : {&warm_, &cold_, &slab_}) {
         const std::size_t k = std::min(n, list->size());
         out.append(list->data() + (list->size() - k), list->data() + list->size());
@@ -403,7 +405,9 @@ inline void StackPool::acquire_batch(std::size_t size, std::size_t n, StackCache
         n -= k;
       }
       warm_count_.store(warm_.size(), std::memory_order_relaxed);
-      if (n == 0) return;
+      // Any stack taken is enough: mapping more now could fail, and a
+      // spawn must not fail while its worker holds stacks.
+      if (n < wanted) return;
     }
   }
   out.push(acquire(size));  // maps new stacks (or resets the pool's size)
