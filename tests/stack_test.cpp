@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <csetjmp>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -184,6 +185,45 @@ TEST_CASE("a new slab's top pages are resident and counted until first run", "[s
     pool.first_run(stacks[0]);  // a second start on the same stack counts nothing
     if (pool.populated_idle() != populated - 1 || stacks[0].populated) std::_Exit(13);
     for (const auto& s : stacks) pool.release(s);
+    std::_Exit(0);
+  });
+}
+
+// scavenge() gives back the pages of the stacks the pool holds beyond
+// kRetainWarm, 64 stacks a call where the kernel takes process_madvise().
+TEST_CASE("scavenging gives back the pages of the pool's stacks beyond what it keeps warm", "[stack]") {
+  check_child_passed("never skipped", [] {
+    using goro::detail::StackPool;
+    auto& pool = StackPool::instance();
+    constexpr std::size_t kExcess = 200;  // more than three calls' worth, and not a multiple of 64
+    const std::size_t page = goro::detail::page_size();
+    std::vector<goro::detail::Stack> stacks;
+    for (std::size_t i = 0; i < StackPool::kRetainWarm + kExcess; ++i) {
+      stacks.push_back(pool.acquire(64 * 1024));
+      stacks.back().top()[-64] = 1;  // commit its top page, as a fiber that ran would
+    }
+    for (const auto& s : stacks) pool.release(s);
+    if (!pool.has_excess()) std::_Exit(10);
+    pool.scavenge();
+    if (pool.has_excess()) std::_Exit(11);
+    std::size_t given_back = 0;
+    for (const auto& s : stacks) {
+      unsigned char resident = 0;
+      // A stack with a mapping of its own is unmapped instead (mincore fails).
+      if (::mincore(s.top() - page, page, &resident) != 0 || (resident & 1) == 0) ++given_back;
+    }
+    if (given_back != kExcess) {
+      std::fprintf(stderr, "%zu of %zu stacks given back\n", given_back, stacks.size());
+      std::_Exit(12);
+    }
+    // The pool hands its stacks out again, pages given back or not.
+    std::vector<goro::detail::Stack> again;
+    for (std::size_t i = 0; i < stacks.size(); ++i) {
+      again.push_back(pool.acquire(64 * 1024));
+      if (again.back().top()[-64] != 0 && again.back().top()[-64] != 1) std::_Exit(13);
+      again.back().top()[-64] = 2;
+    }
+    for (const auto& s : again) pool.release(s);
     std::_Exit(0);
   });
 }
