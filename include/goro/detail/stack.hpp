@@ -35,7 +35,7 @@
 // of kRetainWarm stacks, scavenge() -- run by idle workers and at the end of
 // run(), like Go's background scavenger -- unmaps the stacks that have a
 // mapping of their own and gives the pages of slab stacks back with
-// madvise(MADV_DONTNEED) (their guard markers stay).
+// MADV_DONTNEED, 64 stacks a call (their guard markers stay).
 //
 // Thread-safety: StackPool is safe from any thread; it is used by the
 // workers' local caches (Scheduler) in batches.
