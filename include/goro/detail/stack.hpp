@@ -433,21 +433,18 @@ inline void StackPool::release_batch(StackCache& stacks, std::size_t n) noexcept
 
 // give_back_pages() hands the committed pages of the slab stacks among
 // `stacks` back to the kernel (the others are unmapped whole), up to
-// kMaxAdvisedRanges stacks of one size per call.
+// kMaxAdvisedRanges stacks per call. Pooled stacks all have one size: the
+// pool keeps only stacks of size_ and empties itself when size_ changes.
 inline void StackPool::give_back_pages(const Stack* stacks, std::size_t n) noexcept {
   std::array<char*, kMaxAdvisedRanges> bases;
-  std::size_t batched = 0, size = 0;
-  auto advise = [&] {
-    if (batched > 0) advise_ranges(bases.data(), batched, size, MADV_DONTNEED, true);
-    batched = 0;
-  };
+  std::size_t batched = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    if (!stacks[i].in_slab) continue;
-    if (batched == bases.size() || (batched > 0 && stacks[i].size != size)) advise();
-    size = stacks[i].size;
-    bases[batched++] = stacks[i].base;
+    if (stacks[i].in_slab) bases[batched++] = stacks[i].base;
+    if (batched > 0 && (batched == bases.size() || i + 1 == n)) {
+      advise_ranges(bases.data(), batched, stacks[i].size, MADV_DONTNEED, true);
+      batched = 0;
+    }
   }
-  advise();
 }
 
 inline void StackPool::scavenge() noexcept {
