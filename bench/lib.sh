@@ -100,15 +100,26 @@ bench_warn_load() {
   fi
 }
 
-# bench_run PROG TAG REP LOG ARG...: runs "${exe[PROG]}" ARG... under the
-# timeout. The run counts only if it exits 0 and prints exactly one line
-# "ARG[0] <number> <unit>"; otherwise run_value=run_unit=NA and the reason is
-# appended to LOG (which keeps the program's stderr). A good run's LOG is removed.
+# bench_run PROG TAG REP LOG ARG...: runs a fresh copy of "${exe[PROG]}"
+# ARG... under the timeout. The run counts only if it exits 0 and prints
+# exactly one line "ARG[0] <number> <unit>"; otherwise run_value=run_unit=NA
+# and the reason is appended to LOG (which keeps the program's stderr). A good
+# run's LOG is removed.
+#
+# Why a copy: on some hosts a program's speed depends on where its file's
+# pages sit in memory (docs/performance.md, twelfth round: goro's ping-pong
+# took 64-72 ns a round trip from one copy of a binary and 101-139 ns from a
+# byte-identical other). Each run copies the binary anew, so the reps sample
+# that placement instead of all inheriting the first one; every program is
+# treated alike.
 bench_run() {
   local prog=$1 tag=$2 rep=$3 log=$4
   shift 4
   local want=$1 out rc=0 got_w got_v got_u extra why
-  out=$(timeout --kill-after=10 "$run_timeout" "${exe[$prog]}" "$@" 2>"$log") || rc=$?
+  local copy=$build/run-$prog
+  rm -f "$copy"
+  cp "${exe[$prog]}" "$copy"
+  out=$(timeout --kill-after=10 "$run_timeout" "$copy" "$@" 2>"$log") || rc=$?
   run_value=NA run_unit=NA
   read -r got_w got_v got_u extra <<<"$out" || true
   if [ $rc -eq 0 ] && [[ $out != *$'\n'* ]] && [ "${got_w:-}" = "$want" ] && [ -z "${extra:-}" ] &&
