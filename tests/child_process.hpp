@@ -60,4 +60,32 @@ std::pair<std::string, int> run_in_child(F body) {
   return {out, status};
 }
 
+// What check_child_passed() expects of a child besides exiting 0.
+struct ChildExpectations {
+  const char* ok_line = nullptr;      // printed by a child whose checks passed
+  const char* skip_reason = nullptr;  // set: exiting kChildCannotRun skips the test
+};
+
+// kChildCannotRun: the exit code of a child that cannot run its checks on
+// this machine (a kernel feature is missing).
+inline constexpr int kChildCannotRun = 3;
+
+// check_child_passed() runs `body` in a child (run_in_child) and checks that
+// it exited 0, printed no "FAILED" and printed `expect.ok_line` if there is
+// one. With `expect.skip_reason`, a child that exits kChildCannotRun makes
+// the test pass as skipped, for that reason.
+template <class F>
+void check_child_passed(F body, ChildExpectations expect = {}) {
+  auto [out, status] = run_in_child(body);
+  INFO("child output:\n" << out);
+  if (expect.skip_reason && WIFEXITED(status) && WEXITSTATUS(status) == kChildCannotRun) {
+    SUCCEED(expect.skip_reason);
+    return;
+  }
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(out.find("FAILED") == std::string::npos);
+  if (expect.ok_line) CHECK(out.find(expect.ok_line) != std::string::npos);
+}
+
 }  // namespace goro_test

@@ -26,8 +26,6 @@
 #include "child_process.hpp"
 #include "test_support.hpp"
 
-using goro_test::run_in_child;
-
 using namespace std::chrono_literals;
 
 namespace {
@@ -219,28 +217,23 @@ int stack_pool_child() {
   return g_child_failures == 0 ? 0 : 1;
 }
 
-// check_child_passed() runs `child` in a forked child and checks that it
+// check_exhaustion_child() runs `child` in a forked child and checks that it
 // exited 0, reported no failed check and printed `ok_line`. Skipped under
 // ASan and TSan (see the top of this file).
 template <class F>
-void check_child_passed(F child, const char* ok_line) {
+void check_exhaustion_child(F child, const char* ok_line) {
   if (goro_test::kTsan || goro_test::kAsan) {
     SUCCEED("skipped under ASan/TSan: they reserve huge address space, RLIMIT_AS cannot model exhaustion");
     return;
   }
-  auto [err, status] = run_in_child(child);
-  INFO("child stderr:\n" << err);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  CHECK(err.find("FAILED") == std::string::npos);
-  CHECK(err.find(ok_line) != std::string::npos);
+  goro_test::check_child_passed(child, {.ok_line = ok_line});
 }
 
 }  // namespace
 
 TEST_CASE("exhaustion: no stack can be mapped -> go() throws system_error; the runtime stays usable",
           "[exhaustion]") {
-  check_child_passed([] { return exhaustion_child(false); }, "ok: go() threw std::system_error");
+  check_exhaustion_child([] { return exhaustion_child(false); }, "ok: go() threw std::system_error");
 }
 
 // Known bug (reported): a fiber that exits while malloc fails terminates the
@@ -251,10 +244,10 @@ TEST_CASE("exhaustion: no stack can be mapped -> go() throws system_error; the r
 // std::terminate (fixed: see docs/reliability.md).
 TEST_CASE("exhaustion: fibers finish, and a channel is closed and drained, while malloc fails",
           "[exhaustion]") {
-  check_child_passed([] { return exhaustion_child(true); }, "ok: go() threw std::system_error");
+  check_exhaustion_child([] { return exhaustion_child(true); }, "ok: go() threw std::system_error");
 }
 
 TEST_CASE("exhaustion: no stack can be mapped -> a worker's cache refill hands out the pooled stacks, without throwing",
           "[exhaustion]") {
-  check_child_passed([] { return stack_pool_child(); }, "ok: acquire_batch() handed out the 3 pooled stacks");
+  check_exhaustion_child([] { return stack_pool_child(); }, "ok: acquire_batch() handed out the 3 pooled stacks");
 }

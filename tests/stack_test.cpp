@@ -15,6 +15,8 @@
 #include "child_process.hpp"
 #include "test_support.hpp"
 
+using goro_test::check_child_passed;
+using goro_test::kChildCannotRun;
 using goro_test::run_in_child;
 
 namespace {
@@ -100,12 +102,12 @@ TEST_CASE("writing just below a guarded stack faults", "[stack]") {
   }
   auto [err, status] = run_in_child([] {
     goro::detail::Stack s = goro::detail::StackPool::instance().acquire(100 * 1024);
-    if (!s.guarded) std::_Exit(3);  // nothing to test: the parent accepts this
+    if (!s.guarded) std::_Exit(kChildCannotRun);  // nothing to test: the parent accepts this
     static_cast<volatile char*>(s.base)[-1] = 1;
     std::_Exit(0);  // not reached if the guard works
   });
   INFO("child stderr: " << err);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kChildCannotRun) {
     SUCCEED("this stack came unguarded");
     return;
   }
@@ -119,20 +121,6 @@ std::size_t g_probe_index = 0;
 std::size_t g_probe_faults = 0;
 void probe_fault(int) { siglongjmp(probe_jump, 1); }
 
-// check_child_passed() runs `child` in a child process, which exits 0 when
-// its checks pass, 3 when this machine cannot run them (`skip_reason`), and
-// another code naming the check that failed.
-template <class F>
-void check_child_passed(const char* skip_reason, F child) {
-  auto [err, status] = run_in_child(child);
-  INFO("child stderr: " << err);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
-    SUCCEED(skip_reason);
-    return;
-  }
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-}
 }  // namespace
 
 // A slab's guard markers go in with one batched call (process_madvise) where
@@ -142,9 +130,9 @@ TEST_CASE("every stack of a slab has its guard page", "[stack]") {
     SUCCEED("skipped under sanitizers: they own SIGSEGV");
     return;
   }
-  check_child_passed("this kernel has no guard markers", [] {
+  check_child_passed([] {
     auto& pool = goro::detail::StackPool::instance();
-    if (!pool.guard_markers()) std::_Exit(3);  // no slabs with guards here
+    if (!pool.guard_markers()) std::_Exit(kChildCannotRun);  // no slabs with guards here
     std::vector<goro::detail::Stack> stacks;
     for (std::size_t i = 0; i < 3 * goro::detail::StackPool::kSlabStacks; ++i) stacks.push_back(pool.acquire(64 * 1024));
     struct sigaction sa {};
@@ -162,18 +150,18 @@ TEST_CASE("every stack of a slab has its guard page", "[stack]") {
     }
     const int unguarded = static_cast<int>(stacks.size() - g_probe_faults);
     std::_Exit(unguarded == 0 ? 0 : 10 + std::min(unguarded, 100));
-  });
+  }, {.skip_reason = "this kernel has no guard markers"});
 }
 
 // A new slab's top pages are committed in one call ahead of their first run,
 // and counted until a fiber runs on them (the count caps that memory).
 TEST_CASE("a new slab's top pages are resident and counted until first run", "[stack]") {
-  check_child_passed("this kernel does not populate pages through process_madvise", [] {
+  check_child_passed([] {
     auto& pool = goro::detail::StackPool::instance();
     std::vector<goro::detail::Stack> stacks;
     for (std::size_t i = 0; i < goro::detail::StackPool::kSlabStacks; ++i) stacks.push_back(pool.acquire(64 * 1024));
     const std::size_t populated = pool.populated_idle();
-    if (populated == 0) std::_Exit(3);  // this kernel cannot populate in one call
+    if (populated == 0) std::_Exit(kChildCannotRun);  // this kernel cannot populate in one call
     if (populated != stacks.size()) std::_Exit(10);
     const std::size_t page = goro::detail::page_size();
     for (const auto& s : stacks) {
@@ -186,13 +174,13 @@ TEST_CASE("a new slab's top pages are resident and counted until first run", "[s
     if (pool.populated_idle() != populated - 1 || stacks[0].populated) std::_Exit(13);
     for (const auto& s : stacks) pool.release(s);
     std::_Exit(0);
-  });
+  }, {.skip_reason = "this kernel does not populate pages through process_madvise"});
 }
 
 // scavenge() gives back the pages of the stacks the pool holds beyond
 // kRetainWarm, 64 stacks a call where the kernel takes process_madvise().
 TEST_CASE("scavenging gives back the pages of the pool's stacks beyond what it keeps warm", "[stack]") {
-  check_child_passed("never skipped", [] {
+  check_child_passed([] {
     using goro::detail::StackPool;
     auto& pool = StackPool::instance();
     constexpr std::size_t kExcess = 200;  // more than three calls' worth, and not a multiple of 64
