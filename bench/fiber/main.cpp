@@ -31,6 +31,8 @@
 #include <boost/fiber/all.hpp>
 #include <malloc.h>
 
+#include "../common/driver.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -50,20 +52,16 @@ namespace bf = boost::fibers;
 
 namespace {
 
-// Fixed parameters that the optional n does not change (same as the Go side).
-constexpr int kSpawnJoinRounds = 10;
-constexpr std::int64_t kMutexIncrements = 1000;
-constexpr int kWaitgroupRounds = 100;
-constexpr int kCtxCancelRounds = 10;
+using namespace gorobench;
+
+// Channel capacities (powers of two, see above) and the fibers' stack size;
+// the other fixed sizes are in driver.hpp.
 constexpr std::size_t kBufferedCapacity = 1024;  // Go: 1024
 constexpr std::size_t kPoolCapacity = 128;       // Go: 100 (power of two needed)
 constexpr std::size_t kSelectCapacity = 2;       // Go: 1 (one usable slot)
 constexpr std::size_t kSkynetCapacity = 16;      // Go: 10 (never full)
-constexpr int kPoolWorkers = 4;
-constexpr std::int64_t kSkynetFanout = 10;
 constexpr std::size_t kStackSize = 16 * 1024;
 
-using Clock = std::chrono::steady_clock;
 using Status = bf::channel_op_status;
 
 [[noreturn]] void fail(const std::string& msg) {
@@ -76,11 +74,6 @@ using Status = bf::channel_op_status;
 template <class F>
 void spawn(F&& f) {
   bf::fiber(std::allocator_arg, bf::fixedsize_stack(kStackSize), std::forward<F>(f)).detach();
-}
-
-double per_op(Clock::time_point start, std::int64_t ops) {
-  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()) /
-         static_cast<double>(ops);
 }
 
 // Go's sync.WaitGroup for fibers. done() notifies while holding the mutex,
@@ -416,18 +409,6 @@ double ctx_cancel(std::int64_t n) {
   return elapsed;
 }
 
-// Resident set size in bytes, from /proc/self/statm.
-std::int64_t resident_bytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  long long size = 0, resident = 0;
-  if (f == nullptr || std::fscanf(f, "%lld %lld", &size, &resident) != 2) {
-    std::fprintf(stderr, "gorobench_fiber: cannot read /proc/self/statm\n");
-    std::_Exit(1);
-  }
-  std::fclose(f);
-  return resident * sysconf(_SC_PAGESIZE);
-}
-
 // parked_memory: n fibers signal that they started, then block on one
 // channel; RSS growth / n once all are blocked. Closing releases them all.
 double parked_memory(std::int64_t n) {
@@ -489,14 +470,6 @@ double skynet(std::int64_t n) {
 // ---------------------------------------------------------------------------
 // Growth-curve workloads (bench/curves.sh). Each takes the curve's x as n and
 // an optional second size, ops; bench/README.md defines them.
-
-constexpr std::int64_t kCurveSelectIters = 100'000;  // selects per curve_select run
-constexpr std::int64_t kCurveChanItems = 1 << 20;    // items per curve_chan run
-constexpr std::int64_t kCurveFanoutChunks = 1024;    // fibers per curve_fanout run
-constexpr std::int64_t kCurveFanoutIters = 1 << 18;  // LCG steps per fiber
-constexpr std::int64_t kCurveMaxSelectCases = 64;
-
-bool is_select_width(std::int64_t n) { return n <= kCurveMaxSelectCases && (n & (n - 1)) == 0; }
 
 // curve_spawn: spawn n fibers that each signal "started" and park on one
 // gate channel; the figure is the time from the first spawn until all n are
@@ -573,17 +546,6 @@ double curve_chan(std::int64_t n, std::int64_t ops) {
   return elapsed;
 }
 
-// One chunk of pure CPU work, identical in the three programs: iters steps
-// of a 64-bit LCG, each folded into an accumulator with a shift and xor.
-std::uint64_t cpu_chunk(std::uint64_t seed, std::int64_t iters) {
-  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1, acc = 0;
-  for (std::int64_t i = 0; i < iters; ++i) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    acc += x ^ (x >> 29);
-  }
-  return acc;
-}
-
 // curve_fanout: n fibers each compute one chunk of ops LCG steps and store
 // the result in their slot; WaitGroup join. Per chunk. The worker count is
 // the curve's x. Checked against a sequential recomputation (not timed).
@@ -608,24 +570,11 @@ double curve_fanout(std::int64_t n, std::int64_t ops) {
   return elapsed;
 }
 
-bool is_power_of_fanout(std::int64_t n) {
-  while (n > 1 && n % kSkynetFanout == 0) n /= kSkynetFanout;
-  return n == 1;
-}
-
-struct Workload {
-  const char* name;
-  std::int64_t default_n;
-  const char* unit;
-  double (*run)(std::int64_t);
-  bool (*valid)(std::int64_t);  // nullptr: any n >= 1
-};
-
 const Workload kWorkloads[] = {
     {"spawn_join", 100'000, "ns/op", spawn_join, nullptr},
     {"pingpong", 200'000, "ns/op", pingpong, nullptr},
     {"buffered_1p1c", 2'000'000, "ns/op", buffered_1p1c, nullptr},
-    {"buffered_4p4c", 2'000'000, "ns/op", buffered_4p4c, [](std::int64_t n) { return n % 4 == 0; }},
+    {"buffered_4p4c", 2'000'000, "ns/op", buffered_4p4c, is_multiple_of_4},
     {"select4", 1'000'000, "ns/op", select4, nullptr},
     {"mutex", 1000, "ns/op", mutex, nullptr},
     {"worker_pool", 2'000'000, "ns/op", worker_pool, nullptr},
@@ -635,16 +584,6 @@ const Workload kWorkloads[] = {
     {"skynet", 1'000'000, "ns/op", skynet, is_power_of_fanout},
 };
 
-// The growth-curve workloads take a second, optional size: ops.
-struct CurveWorkload {
-  const char* name;
-  std::int64_t default_n;
-  std::int64_t default_ops;
-  const char* unit;
-  double (*run)(std::int64_t n, std::int64_t ops);
-  bool (*valid)(std::int64_t n);  // nullptr: any n >= 1
-};
-
 const CurveWorkload kCurveWorkloads[] = {
     {"curve_spawn", 100'000, 1, "ns/op", curve_spawn, nullptr},
     {"curve_select", 4, kCurveSelectIters, "ns/op", curve_select, is_select_width},
@@ -652,56 +591,10 @@ const CurveWorkload kCurveWorkloads[] = {
     {"curve_fanout", kCurveFanoutChunks, kCurveFanoutIters, "ns/op", curve_fanout, nullptr},
 };
 
-[[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr,
-               "gorobench_fiber: %s\nusage: gorobench_fiber <workload> <workers> [n]\n"
-               "       gorobench_fiber <curve workload> <workers> [n [ops]]\nworkloads:",
-               msg.c_str());
-  for (const auto& w : kWorkloads) std::fprintf(stderr, " %s", w.name);
-  std::fprintf(stderr, "\ncurve workloads:");
-  for (const auto& w : kCurveWorkloads) std::fprintf(stderr, " %s", w.name);
-  std::fprintf(stderr, "\n");
-  std::exit(2);
-}
-
-// Parses a positive integer or returns -1.
-std::int64_t parse_positive(const char* s) {
-  char* end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < 1) return -1;
-  return v;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3 || argc > 5) usage("wrong number of arguments");
-  const Workload* w = nullptr;
-  const CurveWorkload* cw = nullptr;
-  for (const auto& cand : kWorkloads) {
-    if (std::strcmp(cand.name, argv[1]) == 0) w = &cand;
-  }
-  for (const auto& cand : kCurveWorkloads) {
-    if (std::strcmp(cand.name, argv[1]) == 0) cw = &cand;
-  }
-  if (w == nullptr && cw == nullptr) usage(std::string("unknown workload \"") + argv[1] + "\"");
-  if (w != nullptr && argc == 5) usage(std::string(w->name) + " takes one size");
-  const char* name = w != nullptr ? w->name : cw->name;
-  const char* unit = w != nullptr ? w->unit : cw->unit;
-  const std::int64_t workers = parse_positive(argv[2]);
-  if (workers < 1 || workers > 4096) usage("workers must be a positive integer");
-  std::int64_t n = w != nullptr ? w->default_n : cw->default_n;
-  std::int64_t ops = w != nullptr ? 0 : cw->default_ops;
-  if (argc >= 4) {
-    n = parse_positive(argv[3]);
-    bool (*valid)(std::int64_t) = w != nullptr ? w->valid : cw->valid;
-    if (n < 1 || (valid != nullptr && !valid(n))) usage(std::string("invalid size for ") + name);
-  }
-  if (argc == 5) {
-    ops = parse_positive(argv[4]);
-    if (ops < 1) usage(std::string("invalid ops for ") + name);
-  }
+  const Choice choice = parse_command_line("gorobench_fiber", argc, argv, kWorkloads, kCurveWorkloads);
 
   // Keep freed fiber stacks in the heap for reuse (see the header comment).
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
@@ -711,7 +604,7 @@ int main(int argc, char** argv) {
   // algorithm (its constructor waits until all <workers> threads did), the
   // extra threads then park their main fiber on a condition and run other
   // fibers until main says it is done.
-  const auto thread_count = static_cast<std::uint32_t>(workers);
+  const auto thread_count = static_cast<std::uint32_t>(choice.workers);
   bf::mutex done_mtx;
   bf::condition_variable done_cv;
   bool finished = false;
@@ -725,7 +618,7 @@ int main(int argc, char** argv) {
   }
   bf::use_scheduling_algorithm<bf::algo::work_stealing>(thread_count);
 
-  const double value = w != nullptr ? w->run(n) : cw->run(n, ops);
+  const double value = choice.run();
 
   {
     std::lock_guard<bf::mutex> lk(done_mtx);
@@ -734,6 +627,6 @@ int main(int argc, char** argv) {
   done_cv.notify_all();
   for (auto& t : threads) t.join();
 
-  std::printf("%s %.2f %s\n", name, value, unit);
+  print_result(choice, value);
   return 0;
 }

@@ -16,6 +16,8 @@
 //   g++ -O2 -std=c++20 -Iinclude bench/peer/goro_peer.cpp -lboost_context -pthread
 #include <goro/goro.hpp>
 
+#include "../common/driver.hpp"
+
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -35,18 +37,13 @@
 
 namespace {
 
-// Fixed parameters that the optional n does not change (same as the Go side).
-constexpr int kSpawnJoinRounds = 10;
-constexpr std::int64_t kMutexIncrements = 1000;
-constexpr int kWaitgroupRounds = 100;
-constexpr int kCtxCancelRounds = 10;
+using namespace gorobench;
+
+// Channel capacities (the Go side's; the other fixed sizes are in driver.hpp).
 constexpr std::size_t kBufferedCapacity = 1024;
 constexpr std::size_t kPoolCapacity = 100;
 constexpr std::size_t kSelectCapacity = 1;
-constexpr int kPoolWorkers = 4;
-constexpr std::int64_t kSkynetFanout = 10;
 
-using Clock = std::chrono::steady_clock;
 using I64Chan = goro::Channel<std::int64_t>;
 
 struct VerificationError : std::runtime_error {
@@ -54,11 +51,6 @@ struct VerificationError : std::runtime_error {
 };
 
 [[noreturn]] void fail(const std::string& msg) { throw VerificationError("verification failed: " + msg); }
-
-double per_op(Clock::time_point start, std::int64_t ops) {
-  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()) /
-         static_cast<double>(ops);
-}
 
 // spawn_join: 10 rounds of: n fibers each add their index to their own
 // slot; join all.
@@ -298,16 +290,6 @@ double ctx_cancel(std::int64_t n) {
   return elapsed;
 }
 
-// Resident set size in bytes, from /proc/self/statm.
-std::int64_t resident_bytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  long long size = 0, resident = 0;
-  const bool ok = f != nullptr && std::fscanf(f, "%lld %lld", &size, &resident) == 2;
-  if (f != nullptr) std::fclose(f);
-  if (!ok) throw std::runtime_error("cannot read /proc/self/statm");
-  return resident * sysconf(_SC_PAGESIZE);
-}
-
 // parked_memory: n fibers signal that they started, then block on one
 // channel; RSS growth / n once all are blocked. Closing releases them all.
 double parked_memory(std::int64_t n) {
@@ -367,14 +349,6 @@ double skynet(std::int64_t n) {
 // ---------------------------------------------------------------------------
 // Growth-curve workloads (bench/curves.sh). Each takes the curve's x as n and
 // an optional second size, ops; bench/README.md defines them.
-
-constexpr std::int64_t kCurveSelectIters = 100'000;   // selects per curve_select run
-constexpr std::int64_t kCurveChanItems = 1 << 20;     // items per curve_chan run
-constexpr std::int64_t kCurveFanoutChunks = 1024;     // fibers per curve_fanout run
-constexpr std::int64_t kCurveFanoutIters = 1 << 18;   // LCG steps per fiber
-constexpr std::int64_t kCurveMaxSelectCases = 64;
-
-bool is_select_width(std::int64_t n) { return n <= kCurveMaxSelectCases && (n & (n - 1)) == 0; }
 
 // curve_spawn: spawn n fibers that each signal "started" and park on one
 // gate channel; the figure is the time from the first spawn until all n are
@@ -499,17 +473,6 @@ double curve_chan(std::int64_t n, std::int64_t ops) {
   return elapsed;
 }
 
-// One chunk of pure CPU work, identical in the three programs: iters steps
-// of a 64-bit LCG, each folded into an accumulator with a shift and xor.
-std::uint64_t cpu_chunk(std::uint64_t seed, std::int64_t iters) {
-  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1, acc = 0;
-  for (std::int64_t i = 0; i < iters; ++i) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    acc += x ^ (x >> 29);
-  }
-  return acc;
-}
-
 // curve_fanout: n fibers each compute one chunk of ops LCG steps and store
 // the result in their slot; WaitGroup join. Per chunk. The worker count is
 // the curve's x. Checked against a sequential recomputation (not timed).
@@ -534,24 +497,11 @@ double curve_fanout(std::int64_t n, std::int64_t ops) {
   return elapsed;
 }
 
-bool is_power_of_fanout(std::int64_t n) {
-  while (n > 1 && n % kSkynetFanout == 0) n /= kSkynetFanout;
-  return n == 1;
-}
-
-struct Workload {
-  const char* name;
-  std::int64_t default_n;
-  const char* unit;
-  double (*run)(std::int64_t);
-  bool (*valid)(std::int64_t);  // nullptr: any n >= 1
-};
-
 const Workload kWorkloads[] = {
     {"spawn_join", 100'000, "ns/op", spawn_join, nullptr},
     {"pingpong", 200'000, "ns/op", pingpong, nullptr},
     {"buffered_1p1c", 2'000'000, "ns/op", buffered_1p1c, nullptr},
-    {"buffered_4p4c", 2'000'000, "ns/op", buffered_4p4c, [](std::int64_t n) { return n % 4 == 0; }},
+    {"buffered_4p4c", 2'000'000, "ns/op", buffered_4p4c, is_multiple_of_4},
     {"select4", 1'000'000, "ns/op", select4, nullptr},
     {"mutex", 1000, "ns/op", mutex, nullptr},
     {"worker_pool", 2'000'000, "ns/op", worker_pool, nullptr},
@@ -561,16 +511,6 @@ const Workload kWorkloads[] = {
     {"skynet", 1'000'000, "ns/op", skynet, is_power_of_fanout},
 };
 
-// The growth-curve workloads take a second, optional size: ops.
-struct CurveWorkload {
-  const char* name;
-  std::int64_t default_n;
-  std::int64_t default_ops;
-  const char* unit;
-  double (*run)(std::int64_t n, std::int64_t ops);
-  bool (*valid)(std::int64_t n);  // nullptr: any n >= 1
-};
-
 const CurveWorkload kCurveWorkloads[] = {
     {"curve_spawn", 100'000, 1, "ns/op", curve_spawn, nullptr},
     {"curve_select", 4, kCurveSelectIters, "ns/op", curve_select, is_select_width},
@@ -578,65 +518,18 @@ const CurveWorkload kCurveWorkloads[] = {
     {"curve_fanout", kCurveFanoutChunks, kCurveFanoutIters, "ns/op", curve_fanout, nullptr},
 };
 
-[[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr,
-               "gorobench_goro: %s\nusage: gorobench_goro <workload> <workers> [n]\n"
-               "       gorobench_goro <curve workload> <workers> [n [ops]]\nworkloads:",
-               msg.c_str());
-  for (const auto& w : kWorkloads) std::fprintf(stderr, " %s", w.name);
-  std::fprintf(stderr, "\ncurve workloads:");
-  for (const auto& w : kCurveWorkloads) std::fprintf(stderr, " %s", w.name);
-  std::fprintf(stderr, "\n");
-  std::exit(2);
-}
-
-// Parses a positive integer or returns -1.
-std::int64_t parse_positive(const char* s) {
-  char* end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < 1) return -1;
-  return v;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3 || argc > 5) usage("wrong number of arguments");
-  const Workload* w = nullptr;
-  const CurveWorkload* cw = nullptr;
-  for (const auto& cand : kWorkloads) {
-    if (std::strcmp(cand.name, argv[1]) == 0) w = &cand;
-  }
-  for (const auto& cand : kCurveWorkloads) {
-    if (std::strcmp(cand.name, argv[1]) == 0) cw = &cand;
-  }
-  if (w == nullptr && cw == nullptr) usage(std::string("unknown workload \"") + argv[1] + "\"");
-  if (w != nullptr && argc == 5) usage(std::string(w->name) + " takes one size");
-  const char* name = w != nullptr ? w->name : cw->name;
-  const char* unit = w != nullptr ? w->unit : cw->unit;
-  const std::int64_t workers = parse_positive(argv[2]);
-  if (workers < 1 || workers > 4096) usage("workers must be a positive integer");
-  std::int64_t n = w != nullptr ? w->default_n : cw->default_n;
-  std::int64_t ops = w != nullptr ? 0 : cw->default_ops;
-  if (argc >= 4) {
-    n = parse_positive(argv[3]);
-    bool (*valid)(std::int64_t) = w != nullptr ? w->valid : cw->valid;
-    if (n < 1 || (valid != nullptr && !valid(n))) usage(std::string("invalid size for ") + name);
-  }
-  if (argc == 5) {
-    ops = parse_positive(argv[4]);
-    if (ops < 1) usage(std::string("invalid ops for ") + name);
-  }
-
+  const Choice choice = parse_command_line("gorobench_goro", argc, argv, kWorkloads, kCurveWorkloads);
   double value = 0;
   try {
-    value = goro::run([w, cw, n, ops] { return w != nullptr ? w->run(n) : cw->run(n, ops); },
-                      goro::Options{.workers = static_cast<std::size_t>(workers)});
+    value = goro::run([&choice] { return choice.run(); },
+                      goro::Options{.workers = static_cast<std::size_t>(choice.workers)});
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "gorobench_goro: %s: %s\n", name, e.what());
+    std::fprintf(stderr, "gorobench_goro: %s: %s\n", choice.name(), e.what());
     return 1;
   }
-  std::printf("%s %.2f %s\n", name, value, unit);
+  print_result(choice, value);
   return 0;
 }
