@@ -290,29 +290,40 @@ double ctx_cancel(std::int64_t n) {
   return elapsed;
 }
 
-// parked_memory: n fibers signal that they started, then block on one
-// channel; RSS growth / n once all are blocked. Closing releases them all.
-double parked_memory(std::int64_t n) {
-  goro::Channel<goro::Unit> release;
+// park_all: n fibers signal that they started, then block on one gate
+// channel. on_start() runs just before the first spawn and all_parked() once
+// all n are blocked; then the gate is closed and every fiber joined (each
+// must have woken once). Returns all_parked()'s figure.
+template <class OnStart, class AllParked>
+double park_all(const char* workload, std::int64_t n, OnStart&& on_start, AllParked&& all_parked) {
+  goro::Channel<goro::Unit> gate;
   goro::WaitGroup started, finished;
   std::atomic<std::int64_t> woke{0};
-  const std::int64_t before = resident_bytes();
   started.add(n);
   finished.add(n);
+  on_start();
   for (std::int64_t i = 0; i < n; ++i) {
     goro::go([&] {
       started.done();
-      (void)release.recv();  // std::nullopt once closed
+      (void)gate.recv();  // std::nullopt once closed
       woke.fetch_add(1, std::memory_order_relaxed);
       finished.done();
     });
   }
   started.wait();
-  const std::int64_t after = resident_bytes();
-  release.close();
+  const double figure = all_parked();
+  gate.close();
   finished.wait();
-  if (woke.load() != n) fail("parked_memory woke " + std::to_string(woke.load()));
-  return static_cast<double>(after - before) / static_cast<double>(n);
+  if (woke.load() != n) fail(std::string(workload) + " woke " + std::to_string(woke.load()));
+  return figure;
+}
+
+// parked_memory: park_all's n fibers; RSS growth / n once all are blocked.
+double parked_memory(std::int64_t n) {
+  std::int64_t before = 0;
+  return park_all(
+      "parked_memory", n, [&] { before = resident_bytes(); },
+      [&] { return static_cast<double>(resident_bytes() - before) / static_cast<double>(n); });
 }
 
 // Sends the sum of leaf ids num..num+size-1 on c: a leaf sends its own id,
@@ -354,26 +365,9 @@ double skynet(std::int64_t n) {
 // gate channel; the figure is the time from the first spawn until all n are
 // parked, per fiber. Then the gate is closed and every fiber joined.
 double curve_spawn(std::int64_t n, std::int64_t /*ops*/) {
-  goro::Channel<goro::Unit> gate;
-  goro::WaitGroup started, finished;
-  std::atomic<std::int64_t> woke{0};
-  auto start = Clock::now();
-  started.add(n);
-  finished.add(n);
-  for (std::int64_t i = 0; i < n; ++i) {
-    goro::go([&] {
-      started.done();
-      (void)gate.recv();  // std::nullopt once closed
-      woke.fetch_add(1, std::memory_order_relaxed);
-      finished.done();
-    });
-  }
-  started.wait();
-  double elapsed = per_op(start, n);
-  gate.close();
-  finished.wait();
-  if (woke.load() != n) fail("curve_spawn woke " + std::to_string(woke.load()));
-  return elapsed;
+  Clock::time_point start;
+  return park_all(
+      "curve_spawn", n, [&] { start = Clock::now(); }, [&] { return per_op(start, n); });
 }
 
 // One select over the receives of chs[0..N-1]; the handler of the case that
