@@ -793,6 +793,74 @@ TEST_CASE("Semaphore: acquire(ctx) times out, and is granted when units come bac
       goro_test::with_workers(workers));
 }
 
+// Every acquire(ctx) here races the end of its context (a cancel from another
+// fiber after a random number of yields, or a timeout of a few microseconds
+// fired by the timer thread) against the releases of the other fibers. Each
+// call must either take its whole weight (returning {}) or take nothing
+// (returning the context's error): no unit is lost or granted twice.
+TEST_CASE("Semaphore: acquire(ctx) racing cancellation, timeouts and releases loses no unit",
+          "[semaphore][context][stress]") {
+  const std::size_t workers = GORO_WORKERS();
+  constexpr std::int64_t kSize = 4;
+  constexpr int kFibers = 16;
+  const int rounds = static_cast<int>(scaled(1'000, 300, 60));
+  std::atomic<std::int64_t> granted{0}, refused{0}, in_use{0};
+  std::atomic<bool> overdrawn{false}, wrong_error{false};
+  std::int64_t available_after = -1;
+  bool whole_after = false;
+  goro::run(
+      [&] {
+        goro::Semaphore sem(kSize);
+        goro::WaitGroup acquirers, cancellers;
+        for (int f = 0; f < kFibers; ++f) {
+          acquirers.go([&, f] {
+            std::uint64_t rng = 0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(f + 1);
+            for (int r = 0; r < rounds; ++r) {
+              rng ^= rng << 13;
+              rng ^= rng >> 7;
+              rng ^= rng << 17;
+              const std::int64_t weight = 1 + static_cast<std::int64_t>(rng % 3);
+              const bool by_timer = (rng >> 8) % 3 == 0;
+              auto [ctx, cancel] = by_timer
+                                       ? goro::with_timeout(goro::background(),
+                                                            std::chrono::microseconds((rng >> 16) % 50))
+                                       : goro::with_cancel(goro::background());
+              if (!by_timer) {
+                cancellers.go([cancel = cancel, yields = (rng >> 16) % 4] {
+                  for (std::uint64_t i = 0; i < yields; ++i) goro::this_fiber::yield();
+                  cancel();
+                });
+              }
+              const std::error_code e = sem.acquire(ctx, weight);
+              if (!e) {
+                if (in_use.fetch_add(weight) + weight > kSize) overdrawn = true;
+                goro::this_fiber::yield();
+                in_use.fetch_sub(weight);
+                sem.release(weight);
+                ++granted;
+              } else {
+                if (e != (by_timer ? goro::errc::deadline_exceeded : goro::errc::canceled)) wrong_error = true;
+                ++refused;
+              }
+              cancel();
+            }
+          });
+        }
+        acquirers.wait();
+        cancellers.wait();
+        available_after = sem.available();
+        whole_after = sem.try_acquire(kSize);
+      },
+      with_workers(workers));
+  CHECK_FALSE(overdrawn.load());
+  CHECK_FALSE(wrong_error.load());
+  CHECK(granted.load() + refused.load() == std::int64_t{kFibers} * rounds);
+  CHECK(granted.load() > 0);
+  CHECK(refused.load() > 0);
+  CHECK(available_after == kSize);
+  CHECK(whole_after);
+}
+
 TEST_CASE("Semaphore: acquire(ctx) on a plain thread with no runtime", "[semaphore][context][threads]") {
   goro::Semaphore sem(1);
   sem.acquire();
