@@ -326,6 +326,27 @@ TEST_CASE("try_send and try_recv never block; a refused value stays with the cal
   CHECK(!nil.try_recv());
 }
 
+TEST_CASE("a moved-from channel handle is nil; the channel went with the move", "[channel]") {
+  goro::Channel<int> a(1);
+  goro::Channel<int> b = std::move(a);
+  CHECK(a.is_nil());  // NOLINT(bugprone-use-after-move): the point of the test
+  CHECK_FALSE(a.try_send(1));
+  CHECK_THROWS_AS(a.close(), goro::channel_closed);
+  CHECK(b.try_send(7));
+  goro::RecvChannel<int> r = b;
+  goro::RecvChannel<int> r2 = std::move(r);
+  goro::SendChannel<int> s = b;
+  goro::Channel<int> other(1);
+  goro::SendChannel<int> s2 = other;
+  s2 = std::move(s);  // move assignment
+  CHECK(r.is_nil());  // NOLINT(bugprone-use-after-move)
+  CHECK(s.is_nil());  // NOLINT(bugprone-use-after-move)
+  CHECK_FALSE(r.try_recv());
+  CHECK(r2.try_recv() == 7);
+  CHECK(s2.try_send(8));
+  CHECK(b.try_recv() == 8);
+}
+
 TEST_CASE("capacity: a literal 0 compiles, impossible capacities throw std::length_error", "[channel]") {
   goro::Channel<int> zero(0);
   CHECK(zero.capacity() == 0);

@@ -93,6 +93,27 @@ TEST_CASE("background: never done, no deadline, no values", "[context]") {
   CHECK_FALSE(with_val.err());
 }
 
+TEST_CASE("a moved-from Context is background(); the context moved with the handle", "[context]") {
+  auto [ctx, cancel] = goro::with_timeout(goro::background(), 1h);
+  goro::Context moved = std::move(ctx);
+  CHECK(ctx == goro::background());  // NOLINT(bugprone-use-after-move): the point of the test
+  CHECK_FALSE(ctx.err());
+  CHECK_FALSE(ctx.deadline());
+  CHECK(ctx.done().is_nil());
+  goro::Context with_val = goro::with_value(moved, kRequestId, std::string("r1"));
+  goro::Context assigned;
+  assigned = std::move(with_val);
+  CHECK(with_val == goro::background());  // NOLINT(bugprone-use-after-move)
+  CHECK(with_val.value(kRequestId) == nullptr);
+  REQUIRE(assigned.value(kRequestId) != nullptr);
+  CHECK(*assigned.value(kRequestId) == "r1");
+  CHECK(moved.deadline());
+  cancel();
+  CHECK(moved.err() == goro::errc::canceled);
+  CHECK(assigned.err() == goro::errc::canceled);
+  CHECK_FALSE(ctx.err());  // background is never cancelled
+}
+
 TEST_CASE("errc: category, messages and comparisons", "[context]") {
   std::error_code canceled = goro::errc::canceled;
   std::error_code deadline = goro::errc::deadline_exceeded;

@@ -151,6 +151,26 @@ TEST_CASE("misuse: a Ticker with a non-positive period throws std::invalid_argum
   CHECK_THROWS_WITH(goro::Ticker(-5ms), Catch::Contains("goro::Ticker"));
 }
 
+TEST_CASE("misuse: a moved-from Timer or Ticker throws std::logic_error naming it; stop() is harmless",
+          "[misuse][time]") {
+  goro::Timer timer(1h);
+  goro::Timer kept = std::move(timer);
+  CHECK_THROWS_AS(timer.channel(), std::logic_error);
+  CHECK_THROWS_WITH(timer.channel(), "goro::Timer::channel() on a moved-from Timer");
+  CHECK_THROWS_WITH(timer.reset(1ms), "goro::Timer::reset() on a moved-from Timer");
+  CHECK_FALSE(timer.stop());  // nothing left to stop
+  CHECK(kept.stop());         // the timer moved on, still armed, and stops
+  timer = goro::Timer(1h);    // a moved-from Timer can be assigned a new one
+  CHECK(timer.stop());
+
+  goro::Ticker ticker(1h);
+  goro::Ticker kept_ticker = std::move(ticker);
+  CHECK_THROWS_WITH(ticker.channel(), "goro::Ticker::channel() on a moved-from Ticker");
+  ticker.stop();  // does nothing
+  kept_ticker.stop();
+  CHECK_FALSE(kept_ticker.channel().try_recv());
+}
+
 // --- Exceptions that escape a fiber ------------------------------------------------------
 TEST_CASE("misuse: an exception escaping a fiber stops the runtime and reaches run()'s caller",
           "[misuse][runtime]") {

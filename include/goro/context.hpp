@@ -135,7 +135,17 @@ class Context {
   using time_point = std::chrono::steady_clock::time_point;
 
   // Context() is background(): never cancelled, no deadline, no values.
-  Context() : node_(detail::background_node()) {}
+  Context() noexcept : node_(detail::unowned_background()) {}
+  // Copying is cheap: a reference count. A move leaves `other` naming
+  // background(), like a default-constructed Context, so a moved-from
+  // Context is never empty: every member stays usable.
+  Context(const Context&) = default;
+  Context& operator=(const Context&) = default;
+  Context(Context&& other) noexcept : node_(std::exchange(other.node_, detail::unowned_background())) {}
+  Context& operator=(Context&& other) noexcept {
+    if (this != &other) node_ = std::exchange(other.node_, detail::unowned_background());
+    return *this;
+  }
 
   // done() is a channel closed when the context is cancelled (use it in
   // select, or recv() it to wait). For a context that can never be cancelled

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "channel.hpp"
@@ -77,6 +78,10 @@ struct TimerState {
   }
 };
 
+[[noreturn]] inline void throw_moved_from(const char* type, const char* call) {
+  throw std::logic_error(std::string("goro::") + type + "::" + call + " on a moved-from " + type);
+}
+
 inline std::int64_t deadline_after(std::chrono::nanoseconds d) noexcept {
   return now_ns() + (d.count() > 0 ? d.count() : 0);
 }
@@ -112,14 +117,19 @@ class Timer {
   }
   ~Timer() { release(); }
 
-  RecvChannel<TimePoint> channel() const { return state_->channel; }
+  // channel() receives the firing time. Throws std::logic_error on a
+  // moved-from Timer.
+  RecvChannel<TimePoint> channel() const { return live("channel()")->channel; }
   // stop() prevents the timer from firing: true if that stopped it, false if
-  // it had already fired or been stopped.
-  bool stop() noexcept { return state_->unschedule(); }
+  // it had already fired or been stopped (or this Timer was moved from: it
+  // has nothing left to stop).
+  bool stop() noexcept { return state_ && state_->unschedule(); }
   // reset() makes the timer fire d from now: true if it had been active.
-  // Like Go's, it does not drain a value already sent on channel().
+  // Like Go's, it does not drain a value already sent on channel(). Throws
+  // std::logic_error on a moved-from Timer.
   template <class Rep, class Period>
   bool reset(std::chrono::duration<Rep, Period> d) {
+    live("reset()");
     bool was_active = state_->unschedule();
     state_->schedule_at(detail::deadline_after(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
     return was_active;
@@ -131,6 +141,10 @@ class Timer {
     state_->unschedule();
     state_->unref();
     state_ = nullptr;
+  }
+  detail::TimerState* live(const char* call) const {
+    if (!state_) detail::throw_moved_from("Timer", call);
+    return state_;
   }
 
   detail::TimerState* state_;  // null once moved from
@@ -155,9 +169,16 @@ class Ticker {
   }
   ~Ticker() { release(); }
 
-  RecvChannel<TimePoint> channel() const { return state_->channel; }
-  // stop() turns the ticker off; no more ticks are sent. It does not close the channel.
+  // channel() receives the ticks. Throws std::logic_error on a moved-from
+  // Ticker.
+  RecvChannel<TimePoint> channel() const {
+    if (!state_) detail::throw_moved_from("Ticker", "channel()");
+    return state_->channel;
+  }
+  // stop() turns the ticker off; no more ticks are sent. It does not close
+  // the channel. On a moved-from Ticker it does nothing.
   void stop() noexcept {
+    if (!state_) return;
     state_->stopped.store(true, std::memory_order_seq_cst);
     state_->unschedule();
   }

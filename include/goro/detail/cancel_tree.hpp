@@ -312,6 +312,15 @@ inline const std::shared_ptr<ContextNode>& background_node() {
   return *root;
 }
 
+// unowned_background() names the background node without sharing its
+// reference count (an aliasing pointer with no owner; the node is never
+// destroyed), so making a background Context, or leaving one behind after a
+// move, writes no cache line that every core shares.
+inline std::shared_ptr<ContextNode> unowned_background() noexcept {
+  static ContextNode* const root = background_node().get();
+  return std::shared_ptr<ContextNode>(std::shared_ptr<ContextNode>(), root);
+}
+
 // detached_node() is WithoutCancel's node: it keeps the parent (so values
 // are found through it) but has no canceller and no deadline, so nothing
 // above can cancel what hangs below it.
