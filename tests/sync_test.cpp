@@ -1091,6 +1091,26 @@ TEST_CASE("ErrGroup: wait returns {} when every function succeeds", "[errgroup]"
   CHECK(ran.load() == 100);
 }
 
+TEST_CASE("ErrGroup: copies and moved-from handles name the same group", "[errgroup]") {
+  goro::run(
+      [] {
+        goro::ErrGroup group;
+        goro::ErrGroup moved = std::move(group);
+        goro::ErrGroup copy = moved;
+        std::atomic<int> ran{0};
+        group.go([&] { ++ran; });  // NOLINT(bugprone-use-after-move): the point of the test
+        moved.go([&]() -> std::error_code {
+          ++ran;
+          return std::make_error_code(std::errc::io_error);
+        });
+        copy.go([&] { ++ran; });
+        CHECK(group.wait() == std::errc::io_error);  // the one group saw all three
+        CHECK(ran.load() == 3);
+        CHECK(copy.wait() == std::errc::io_error);
+      },
+      with_workers(2));
+}
+
 TEST_CASE("ErrGroup: the first error_code is returned, the first exception rethrown", "[errgroup]") {
   const std::size_t workers = GORO_WORKERS();
   goro::run(

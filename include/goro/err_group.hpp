@@ -45,6 +45,10 @@ class ErrGroup {
  public:
   // ErrGroup() is an empty group with no context and no limit.
   ErrGroup();
+  // Copies name the same group. A move copies too, so a moved-from handle
+  // still names its group: no handle is ever empty.
+  ErrGroup(const ErrGroup&) = default;
+  ErrGroup& operator=(const ErrGroup&) = default;
 
   // with_context() returns a group and a child of `parent` that is cancelled
   // when a function of the group first fails, or when wait() returns. The
