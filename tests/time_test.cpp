@@ -91,6 +91,55 @@ TEST_CASE("a select timeout parks fibers, not threads: 1,000 concurrent timeouts
   CHECK(std::chrono::steady_clock::now() - start < 5s);
 }
 
+// "Forever" written as the largest duration or time point must wait, not
+// overflow into the past and fire at once; a negative one is "now".
+TEST_CASE("deadlines saturate: the largest durations and time points never fire, negative ones fire now",
+          "[time][deadline]") {
+  using namespace std::chrono;
+  using HoursOnSystemClock = time_point<system_clock, hours>;
+  goro::Options options;
+  options.workers = 2;
+  options.detect_deadlock = false;  // the sleepers below never wake; main's return unwinds them
+  goro::run(
+      [] {
+        std::atomic<int> woke{0};
+        goro::go([&] { goro::this_fiber::sleep_for(hours::max()); ++woke; });
+        goro::go([&] { goro::this_fiber::sleep_until(steady_clock::time_point::max()); ++woke; });
+        goro::go([&] { goro::this_fiber::sleep_until(HoursOnSystemClock::max()); ++woke; });
+        goro::go([&] {
+          goro::Channel<int> never;
+          goro::select(goro::recv(never), goro::timeout(hours::max()));
+          ++woke;
+        });
+        goro::Timer timer(hours::max());
+        auto later = goro::after(seconds::max());
+        goro::Ticker ticker(hours::max());  // a valid period, not a non-positive one
+        auto [ctx, cancel] = goro::with_deadline(goro::background(), HoursOnSystemClock::max());
+        goro::this_fiber::sleep_for(30ms);
+        CHECK(woke.load() == 0);
+        CHECK_FALSE(timer.channel().try_recv());
+        CHECK_FALSE(later.try_recv());
+        CHECK_FALSE(ticker.channel().try_recv());
+        CHECK_FALSE(ctx.err());
+        CHECK(timer.stop());  // still armed
+        CHECK_FALSE(timer.reset(hours::max()));
+        CHECK(timer.stop());
+        cancel();
+
+        const auto start = steady_clock::now();
+        goro::this_fiber::sleep_for(-1s);
+        goro::this_fiber::sleep_until(steady_clock::time_point::min());
+        goro::this_fiber::sleep_until(HoursOnSystemClock::min());
+        CHECK(goro::Timer(-5ms).channel().recv());
+        CHECK(goro::after(hours::min()).recv());
+        auto [past, cancel_past] = goro::with_timeout(goro::background(), hours::min());
+        CHECK(past.err() == goro::errc::deadline_exceeded);
+        cancel_past();
+        CHECK(steady_clock::now() - start < 5s);
+      },
+      options);
+}
+
 TEST_CASE("Timer and Ticker are movable", "[time]") {
   goro::run(
       [] {

@@ -378,37 +378,6 @@ inline std::pair<Context, CancelFunc> make_cancel_context(const Context& parent,
   return {Context(std::move(node)), std::move(cancel)};
 }
 
-// to_ns_saturated() converts any duration to nanoseconds, clamping instead
-// of overflowing (with_timeout(ctx, std::chrono::hours::max()) is valid).
-template <class Rep, class Period>
-std::chrono::nanoseconds to_ns_saturated(std::chrono::duration<Rep, Period> d) noexcept {
-  long double ns = std::chrono::duration<long double, std::nano>(d).count();
-  if (ns >= 9.0e18L) return std::chrono::nanoseconds::max();
-  if (ns <= -9.0e18L) return std::chrono::nanoseconds::min();
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(d);
-}
-
-// Saturating steady-clock nanoseconds for `now + d`.
-inline std::int64_t deadline_from_now(std::chrono::nanoseconds d) noexcept {
-  std::int64_t now = now_ns();
-  if (d.count() <= 0) return now;
-  if (d.count() >= kNoDeadline - now) return kNoDeadline - 1;
-  return now + d.count();
-}
-
-// deadline_ns_of() converts a time_point on any clock to steady-clock
-// nanoseconds; other clocks are converted once, now.
-template <class Clock, class Duration>
-std::int64_t deadline_ns_of(const std::chrono::time_point<Clock, Duration>& when) noexcept {
-  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-    auto since_epoch = to_ns_saturated(when.time_since_epoch());
-    return since_epoch.count() >= kNoDeadline ? kNoDeadline - 1 : since_epoch.count();
-  } else {
-    auto now = Clock::now();
-    return when <= now ? now_ns() : deadline_from_now(to_ns_saturated(when - now));
-  }
-}
-
 }  // namespace detail
 
 inline std::pair<Context, CancelFunc> with_cancel(const Context& parent) {
@@ -423,7 +392,7 @@ std::pair<Context, CancelFunc> with_deadline(const Context& parent,
 
 template <class Rep, class Period>
 std::pair<Context, CancelFunc> with_timeout(const Context& parent, std::chrono::duration<Rep, Period> timeout) {
-  return detail::make_cancel_context(parent, detail::deadline_from_now(detail::to_ns_saturated(timeout)));
+  return detail::make_cancel_context(parent, detail::deadline_after(timeout));
 }
 
 template <class V>
@@ -485,7 +454,7 @@ std::pair<Context, CancelFunc> with_deadline_cause(const Context& parent,
 template <class Rep, class Period>
 std::pair<Context, CancelFunc> with_timeout_cause(const Context& parent, std::chrono::duration<Rep, Period> timeout,
                                                   std::exception_ptr cause) {
-  return detail::make_cancel_context(parent, detail::deadline_from_now(detail::to_ns_saturated(timeout)),
+  return detail::make_cancel_context(parent, detail::deadline_after(timeout),
                                      std::move(cause));
 }
 

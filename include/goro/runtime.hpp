@@ -36,6 +36,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "detail/deadline.hpp"
 #include "detail/scheduler.hpp"
 #include "errors.hpp"
 
@@ -105,6 +106,20 @@ struct RunResult<void> {
   void take() {}
 };
 
+// sleep_until_ns() parks the fiber, or sleeps the plain thread, until the
+// steady-clock deadline (detail/deadline.hpp).
+inline void sleep_until_ns(std::int64_t deadline) {
+  Fiber* self = current_fiber();
+  if (!self) {
+    const std::int64_t left = deadline - now_ns();
+    if (left > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left));
+    return;
+  }
+  Parker& parker = self->parker;
+  parker.prepare("sleep");
+  if (parker.park_until(deadline) == WakeReason::unwind) throw FiberUnwind{};
+}
+
 }  // namespace detail
 
 // run() starts the workers, runs `main` as the first fiber and returns its
@@ -173,28 +188,19 @@ inline void yield() {
   rt->yield_current(self);
 }
 
-// sleep_until() parks the fiber (or sleeps the plain thread) until `when`.
+// sleep_until() parks the fiber (or sleeps the plain thread) until `when`,
+// on any clock (another clock's time point is converted once, now).
+// time_point::max() sleeps for good (about 292 years: deadlines saturate).
 template <class Clock, class Duration>
 void sleep_until(const std::chrono::time_point<Clock, Duration>& when) {
-  detail::Fiber* self = detail::current_fiber();
-  if (!self) {
-    std::this_thread::sleep_until(when);
-    return;
-  }
-  auto left = when - Clock::now();
-  std::int64_t deadline =
-      detail::now_ns() +
-      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
-  detail::Parker& parker = self->parker;
-  parker.prepare("sleep");
-  if (parker.park_until(deadline) == detail::WakeReason::unwind) throw detail::FiberUnwind{};
+  detail::sleep_until_ns(detail::deadline_ns_of(when));
 }
 
-// sleep_for() parks the fiber (or sleeps the plain thread) for `d`.
+// sleep_for() parks the fiber (or sleeps the plain thread) for `d`; a zero
+// or negative `d` returns at once, a huge one (hours::max()) sleeps for good.
 template <class Rep, class Period>
 void sleep_for(const std::chrono::duration<Rep, Period>& d) {
-  sleep_until(std::chrono::steady_clock::now() +
-              std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+  detail::sleep_until_ns(detail::deadline_after(d));
 }
 
 // id() is the current fiber's id (main is 1), or 0 on a plain thread.

@@ -40,6 +40,7 @@
 #include <utility>
 
 #include "channel.hpp"
+#include "detail/deadline.hpp"
 #include "detail/select/commit.hpp"
 #include "detail/select/dynamic_case.hpp"
 
@@ -289,8 +290,7 @@ auto send(const C& ch, V&& value, H handler = {}) {
 // timeout(d, handler) is `case <-time.After(d):`, without a timer channel.
 template <class Rep, class Period, class H = detail::NoHandler>
 auto timeout(std::chrono::duration<Rep, Period> d, H handler = {}) {
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
-  return detail::TimeoutCase<H>(detail::now_ns() + (ns > 0 ? ns : 0), std::move(handler));
+  return detail::TimeoutCase<H>(detail::deadline_after(d), std::move(handler));
 }
 
 // default_case(handler) is `default:`; it makes select non-blocking.

@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "channel.hpp"
+#include "detail/deadline.hpp"
 #include "detail/timer_heap.hpp"
 #include "detail/timer_service.hpp"
 
@@ -66,9 +67,10 @@ struct TimerState {
   void fire() {
     channel.try_send(std::chrono::steady_clock::now());  // a full channel drops the tick, as Go's
     if (period > 0 && !stopped.load(std::memory_order_seq_cst)) {
-      std::int64_t now = now_ns();
-      std::int64_t next = node.when + period;
-      schedule_at(next > now ? next : now + period);
+      // The next tick is a period after this one's deadline, or a period
+      // from now if that has passed; deadline_from_now() saturates.
+      std::int64_t next = node.when <= kNoDeadline - 1 - period ? node.when + period : kNoDeadline - 1;
+      schedule_at(next > now_ns() ? next : deadline_from_now(std::chrono::nanoseconds(period)));
       if (stopped.load(std::memory_order_seq_cst)) unschedule();  // raced with stop()
     }
     unref();
@@ -82,10 +84,6 @@ struct TimerState {
   throw std::logic_error(std::string("goro::") + type + "::" + call + " on a moved-from " + type);
 }
 
-inline std::int64_t deadline_after(std::chrono::nanoseconds d) noexcept {
-  return now_ns() + (d.count() > 0 ? d.count() : 0);
-}
-
 }  // namespace detail
 
 // after(d) is Go's time.After: a channel that receives the time once, d from now.
@@ -93,7 +91,7 @@ template <class Rep, class Period>
 RecvChannel<TimePoint> after(std::chrono::duration<Rep, Period> d) {
   auto* state = new detail::TimerState();
   RecvChannel<TimePoint> ch = state->channel;
-  state->schedule_at(detail::deadline_after(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
+  state->schedule_at(detail::deadline_after(d));
   state->unref();  // only the heap holds it now
   return ch;
 }
@@ -103,7 +101,7 @@ class Timer {
  public:
   template <class Rep, class Period>
   explicit Timer(std::chrono::duration<Rep, Period> d) : state_(new detail::TimerState()) {
-    state_->schedule_at(detail::deadline_after(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
+    state_->schedule_at(detail::deadline_after(d));
   }
   Timer(const Timer&) = delete;
   Timer& operator=(const Timer&) = delete;
@@ -131,7 +129,7 @@ class Timer {
   bool reset(std::chrono::duration<Rep, Period> d) {
     live("reset()");
     bool was_active = state_->unschedule();
-    state_->schedule_at(detail::deadline_after(std::chrono::duration_cast<std::chrono::nanoseconds>(d)));
+    state_->schedule_at(detail::deadline_after(d));
     return was_active;
   }
 
@@ -156,7 +154,7 @@ class Ticker {
  public:
   template <class Rep, class Period>
   explicit Ticker(std::chrono::duration<Rep, Period> period)
-      : Ticker(std::chrono::duration_cast<std::chrono::nanoseconds>(period).count(), 0) {}
+      : Ticker(detail::to_ns_saturated(period).count(), 0) {}
   Ticker(const Ticker&) = delete;
   Ticker& operator=(const Ticker&) = delete;
   Ticker(Ticker&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
@@ -189,7 +187,7 @@ class Ticker {
     if (period_ns <= 0) throw std::invalid_argument("goro::Ticker: non-positive period");
     state_ = new detail::TimerState();
     state_->period = period_ns;
-    state_->schedule_at(detail::now_ns() + period_ns);
+    state_->schedule_at(detail::deadline_from_now(std::chrono::nanoseconds(period_ns)));
   }
 
   void release() noexcept {

@@ -89,6 +89,7 @@
 #include "../unit.hpp"
 #include "after_func.hpp"
 #include "config.hpp"
+#include "deadline.hpp"
 #include "parker.hpp"
 #include "small_block_cache.hpp"
 #include "spin_lock.hpp"
@@ -100,8 +101,6 @@ namespace goro::detail {
 
 // Why a context is done; the non-zero values equal goro::errc's.
 enum class CancelReason : std::uint8_t { none = 0, canceled = 1, deadline_exceeded = 2 };
-
-inline constexpr std::int64_t kNoDeadline = INT64_MAX;
 
 class CancelNode;
 

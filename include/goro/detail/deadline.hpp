@@ -1,0 +1,67 @@
+// Deadlines: every duration and time point the API takes (sleeps, timers,
+// select's timeout, contexts) becomes one number, nanoseconds on the steady
+// clock (now_ns()'s scale). The conversions saturate instead of
+// overflowing, so "forever" stays forever: sleep_for(hours::max()),
+// Timer(seconds::max()) or sleep_until(time_point::max()) wait about 292
+// years (the int64 range) rather than wrapping to a time in the past and
+// returning at once. A zero or negative duration is "now".
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <type_traits>
+
+#include "parker.hpp"
+
+namespace goro::detail {
+
+// kNoDeadline marks "no deadline at all" (a context without one); every
+// deadline computed below stays under it.
+inline constexpr std::int64_t kNoDeadline = INT64_MAX;
+
+// to_ns_saturated() converts any duration to nanoseconds, clamping to the
+// representable range instead of overflowing.
+template <class Rep, class Period>
+std::chrono::nanoseconds to_ns_saturated(std::chrono::duration<Rep, Period> d) noexcept {
+  long double ns = std::chrono::duration<long double, std::nano>(d).count();
+  if (ns >= 9.0e18L) return std::chrono::nanoseconds::max();
+  if (ns <= -9.0e18L) return std::chrono::nanoseconds::min();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+}
+
+// deadline_from_now() is now + d, saturating below kNoDeadline.
+inline std::int64_t deadline_from_now(std::chrono::nanoseconds d) noexcept {
+  std::int64_t now = now_ns();
+  if (d.count() <= 0) return now;
+  if (d.count() >= kNoDeadline - now) return kNoDeadline - 1;
+  return now + d.count();
+}
+
+// deadline_after() is the deadline `d` from now, for any duration type.
+template <class Rep, class Period>
+std::int64_t deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+  return deadline_from_now(to_ns_saturated(d));
+}
+
+// deadline_ns_of() converts a time point on any clock to the steady-clock
+// deadline; other clocks are converted once, now (a later change of the
+// system clock does not move it).
+template <class Clock, class Duration>
+std::int64_t deadline_ns_of(const std::chrono::time_point<Clock, Duration>& when) noexcept {
+  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+    auto since_epoch = to_ns_saturated(when.time_since_epoch());
+    return since_epoch.count() >= kNoDeadline ? kNoDeadline - 1 : since_epoch.count();
+  } else {
+    // In saturated nanoseconds since the clock's epoch: comparing or
+    // subtracting the time points themselves would convert them to a common
+    // duration, which overflows for, say, time_point<system_clock, hours>::max().
+    const std::int64_t when_ns = to_ns_saturated(when.time_since_epoch()).count();
+    const std::int64_t clock_now_ns = to_ns_saturated(Clock::now().time_since_epoch()).count();
+    if (when_ns <= clock_now_ns) return now_ns();
+    const std::uint64_t left = static_cast<std::uint64_t>(when_ns) - static_cast<std::uint64_t>(clock_now_ns);
+    return deadline_from_now(std::chrono::nanoseconds(
+        left >= static_cast<std::uint64_t>(kNoDeadline) ? kNoDeadline : static_cast<std::int64_t>(left)));
+  }
+}
+
+}  // namespace goro::detail
