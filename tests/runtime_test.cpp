@@ -422,6 +422,34 @@ TEST_CASE("GORO_MAXPROCS sets the worker count when Options::workers is 0", "[ru
   CHECK(goro::run([] { return goro::worker_count(); }, with_workers(5)) == 5);
 }
 
+TEST_CASE("Options out of range throw std::invalid_argument naming them; tiny stacks are rounded up",
+          "[runtime][misuse]") {
+  goro::Options too_many;
+  too_many.workers = 4097;
+  CHECK_THROWS_WITH(goro::run([] {}, too_many), Catch::Contains("Options::workers is 4097"));
+  goro::Options huge_stacks;
+  huge_stacks.workers = 1;
+  for (std::size_t size : {std::size_t{1} << 41, SIZE_MAX / 2, SIZE_MAX}) {
+    huge_stacks.stack_size = size;
+    CHECK_THROWS_WITH(goro::run([] {}, huge_stacks), Catch::Contains("Options::stack_size is " + std::to_string(size)));
+  }
+  ::setenv("GORO_MAXPROCS", "4097", 1);
+  CHECK_THROWS_WITH(goro::run([] {}), Catch::Contains("up to 4096, got '4097'"));
+  ::unsetenv("GORO_MAXPROCS");
+  goro::Options tiny_stacks;
+  tiny_stacks.workers = 2;
+  tiny_stacks.stack_size = 0;  // rounded up to four pages
+  CHECK(goro::run(
+            [] {
+              goro::WaitGroup wg;
+              std::atomic<int> sum{0};
+              for (int i = 0; i < 100; ++i) wg.go([&sum, i] { sum += i; });
+              wg.wait();
+              return sum.load();
+            },
+            tiny_stacks) == 4950);
+}
+
 TEST_CASE("2,000 fibers sleeping 100 ms finish together, parking fibers not threads",
           "[runtime][timer]") {
   const std::size_t n = scaled(2'000, 2'000, 500);

@@ -45,9 +45,10 @@ namespace goro {
 // Options configures one run().
 struct Options {
   // Worker threads. 0: GORO_MAXPROCS from the environment, else
-  // std::thread::hardware_concurrency().
+  // std::thread::hardware_concurrency(). More than 4096 throws.
   std::size_t workers = 0;
   // Virtual reservation per fiber stack; pages are committed on first touch.
+  // Rounded up to whole pages, at least 4 of them; more than 1 TiB throws.
   std::size_t stack_size = 256 * 1024;
   // Throw goro::deadlock_error when every fiber is blocked for good.
   bool detect_deadlock = true;
@@ -78,13 +79,23 @@ inline std::uint64_t env_number(const char* name) {
   return n;
 }
 
+// The most workers a runtime takes, from Options or GORO_MAXPROCS.
+inline constexpr std::size_t kMaxWorkers = 4096;
+// The largest stack reservation: 64 stacks are reserved at a time, and they
+// must fit in a 47-bit address space with room to spare.
+inline constexpr std::size_t kMaxStackSize = std::size_t{1} << 40;
+
 inline std::size_t resolve_workers(std::size_t requested) {
+  if (requested > kMaxWorkers) {
+    throw std::invalid_argument("goro::run: Options::workers is " + std::to_string(requested) + "; at most " +
+                                std::to_string(kMaxWorkers) + " workers are supported");
+  }
   if (requested > 0) return requested;
   if (const char* env = std::getenv("GORO_MAXPROCS")) {
     char* end = nullptr;
     unsigned long n = std::strtoul(env, &end, 10);
-    if (end != env && *end == '\0' && n > 0 && n <= 4096) return n;
-    throw std::invalid_argument(std::string("goro: GORO_MAXPROCS must be a positive integer, got '") +
+    if (end != env && *end == '\0' && n > 0 && n <= kMaxWorkers) return n;
+    throw std::invalid_argument(std::string("goro: GORO_MAXPROCS must be a positive integer up to 4096, got '") +
                                 env + "'");
   }
   unsigned n = std::thread::hardware_concurrency();
@@ -133,6 +144,10 @@ auto run(F&& main, Options options = {}) -> std::invoke_result_t<F> {
   using R = std::invoke_result_t<F>;
   detail::RuntimeConfig config;
   config.workers = detail::resolve_workers(options.workers);
+  if (options.stack_size > detail::kMaxStackSize) {
+    throw std::invalid_argument("goro::run: Options::stack_size is " + std::to_string(options.stack_size) +
+                                " bytes; at most 2^40 (1 TiB) can be reserved per fiber");
+  }
   config.stack_size = options.stack_size;
   config.detect_deadlock = options.detect_deadlock;
   config.fail_on_leak = options.fail_on_leak;
