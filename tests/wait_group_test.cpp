@@ -1,5 +1,6 @@
 // WaitGroup: Go's sync.WaitGroup semantics from fibers and plain threads.
 #include <atomic>
+#include <climits>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
@@ -43,6 +44,22 @@ TEST_CASE("WaitGroup negative counter throws std::logic_error and changes nothin
   CHECK(wg.count() == 2);
   wg.add(-2);
   wg.wait();  // zero: returns at once
+}
+
+TEST_CASE("WaitGroup counter overflow throws std::overflow_error and changes nothing", "[waitgroup][misuse]") {
+  goro::WaitGroup wg;
+  // A delta beyond the 32-bit counter used to be shifted out of it: a no-op.
+  CHECK_THROWS_AS(wg.add(std::ptrdiff_t{1} << 32), std::overflow_error);
+  CHECK_THROWS_WITH(wg.add(3'000'000'000), "goro::WaitGroup: counter overflow: add(3000000000) to 0 passes 2147483647");
+  CHECK(wg.count() == 0);
+  wg.add(INT32_MAX);
+  CHECK_THROWS_WITH(wg.add(1), Catch::Contains("counter overflow: add(1) to 2147483647"));
+  CHECK(wg.count() == INT32_MAX);
+  CHECK_THROWS_WITH(wg.add(-(std::ptrdiff_t{1} << 40)), Catch::Contains("negative counter"));
+  CHECK(wg.count() == INT32_MAX);
+  wg.add(-INT32_MAX);
+  CHECK(wg.count() == 0);
+  wg.wait();
 }
 
 TEST_CASE("WaitGroup with several waiters wakes them all", "[waitgroup]") {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -32,8 +33,9 @@ class WaitGroup {
   WaitGroup& operator=(const WaitGroup&) = delete;
 
   // add() adds `delta` (which may be negative) to the counter and wakes the
-  // waiters when it reaches zero. Throws std::logic_error, leaving the
-  // counter unchanged, if it would go negative.
+  // waiters when it reaches zero. The counter is 32-bit, as Go's. Throws,
+  // leaving the counter unchanged, std::logic_error if it would go negative
+  // and std::overflow_error if it would pass 2^31 - 1.
   void add(std::ptrdiff_t delta = 1);
   // done() is add(-1).
   void done() { add(-1); }
@@ -49,6 +51,9 @@ class WaitGroup {
  private:
   static std::int32_t counter_of(std::uint64_t s) noexcept { return static_cast<std::int32_t>(s >> 32); }
   static std::uint32_t waiters_of(std::uint64_t s) noexcept { return static_cast<std::uint32_t>(s); }
+  // throw_out_of_range() reports an add(delta) to a counter at `before`
+  // that would leave the 32-bit counter's range.
+  [[noreturn]] static void throw_out_of_range(std::int64_t delta, std::int64_t before);
 
   // (counter << 32) | waiters, in one word so that the done() that reaches
   // zero learns in the same atomic step whether anyone waits (Go's layout).
@@ -59,13 +64,14 @@ class WaitGroup {
 
 inline void WaitGroup::add(std::ptrdiff_t delta) {
   detail::note_goro_use();
+  if (delta > INT32_MAX || delta < INT32_MIN) throw_out_of_range(delta, count());
   const std::uint64_t step = static_cast<std::uint64_t>(static_cast<std::int64_t>(delta)) << 32;
-  const std::uint64_t s = state_.fetch_add(step, std::memory_order_acq_rel) + step;
+  const std::uint64_t before = state_.fetch_add(step, std::memory_order_acq_rel);
+  const std::uint64_t s = before + step;
   const std::int64_t counter = counter_of(s);
-  if (counter < 0) {
+  if (counter < 0) {  // below zero, or (delta > 0) wrapped past 2^31 - 1
     state_.fetch_sub(step, std::memory_order_acq_rel);
-    throw std::logic_error("goro::WaitGroup: negative counter (" + std::to_string(counter) +
-                           "): done() or add() called more times than added");
+    throw_out_of_range(delta, counter_of(before));
   }
   if (counter > 0 || waiters_of(s) == 0) return;
   detail::WakeList wake;  // declared first: flushed after the lock is released
@@ -73,6 +79,15 @@ inline void WaitGroup::add(std::ptrdiff_t delta) {
   if (counter_of(state_.load(std::memory_order_acquire)) != 0) return;  // re-added meanwhile
   state_.fetch_sub(waiting_.claim_all(wake), std::memory_order_acq_rel);
   // From here on nothing of *this is touched: waiters may destroy it.
+}
+
+inline void WaitGroup::throw_out_of_range(std::int64_t delta, std::int64_t before) {
+  if (delta < 0) {
+    throw std::logic_error("goro::WaitGroup: negative counter (" + std::to_string(before + delta) +
+                           "): done() or add() called more times than added");
+  }
+  throw std::overflow_error("goro::WaitGroup: counter overflow: add(" + std::to_string(delta) + ") to " +
+                            std::to_string(before) + " passes 2147483647");
 }
 
 inline void WaitGroup::wait() {
