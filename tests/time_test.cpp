@@ -1,5 +1,6 @@
 // after, Timer and Ticker: Go's time package semantics.
 #include <atomic>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -132,6 +133,10 @@ TEST_CASE("deadlines saturate: the largest durations and time points never fire,
         goro::this_fiber::sleep_until(HoursOnSystemClock::min());
         CHECK(goro::Timer(-5ms).channel().recv());
         CHECK(goro::after(hours::min()).recv());
+        goro::this_fiber::sleep_for(duration<double>(std::numeric_limits<double>::quiet_NaN()));
+        goro::this_fiber::sleep_for(duration<double>(-std::numeric_limits<double>::infinity()));
+        goro::Timer forever(duration<double>(std::numeric_limits<double>::infinity()));
+        CHECK(forever.stop());  // still armed
         auto [past, cancel_past] = goro::with_timeout(goro::background(), hours::min());
         CHECK(past.err() == goro::errc::deadline_exceeded);
         cancel_past();

@@ -4,7 +4,7 @@
 // overflowing, so "forever" stays forever: sleep_for(hours::max()),
 // Timer(seconds::max()) or sleep_until(time_point::max()) wait about 292
 // years (the int64 range) rather than wrapping to a time in the past and
-// returning at once. A zero or negative duration is "now".
+// returning at once. A zero, negative or NaN duration is "now".
 #pragma once
 
 #include <chrono>
@@ -20,10 +20,12 @@ namespace goro::detail {
 inline constexpr std::int64_t kNoDeadline = INT64_MAX;
 
 // to_ns_saturated() converts any duration to nanoseconds, clamping to the
-// representable range instead of overflowing.
+// representable range instead of overflowing (a floating-point infinity
+// clamps too; NaN is zero).
 template <class Rep, class Period>
 std::chrono::nanoseconds to_ns_saturated(std::chrono::duration<Rep, Period> d) noexcept {
   long double ns = std::chrono::duration<long double, std::nano>(d).count();
+  if (ns != ns) return std::chrono::nanoseconds::zero();
   if (ns >= 9.0e18L) return std::chrono::nanoseconds::max();
   if (ns <= -9.0e18L) return std::chrono::nanoseconds::min();
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d);
