@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ratio>
 #include <type_traits>
 
 #include "parker.hpp"
@@ -21,14 +22,28 @@ inline constexpr std::int64_t kNoDeadline = INT64_MAX;
 
 // to_ns_saturated() converts any duration to nanoseconds, clamping to the
 // representable range instead of overflowing (a floating-point infinity
-// clamps too; NaN is zero).
+// clamps too; NaN is zero). The usual case, a signed 64-bit count of a unit
+// no finer than a nanosecond (ns, us, ms, s, min, h), costs two integer
+// compares; anything else goes through long double.
 template <class Rep, class Period>
 std::chrono::nanoseconds to_ns_saturated(std::chrono::duration<Rep, Period> d) noexcept {
-  long double ns = std::chrono::duration<long double, std::nano>(d).count();
-  if (ns != ns) return std::chrono::nanoseconds::zero();
-  if (ns >= 9.0e18L) return std::chrono::nanoseconds::max();
-  if (ns <= -9.0e18L) return std::chrono::nanoseconds::min();
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+  using Duration = std::chrono::duration<Rep, Period>;
+  if constexpr (std::is_integral_v<Rep> && std::is_signed_v<Rep> && sizeof(Rep) == sizeof(std::int64_t) &&
+                !std::ratio_less_v<Period, std::nano>) {
+    // Limits in the caller's unit, rounded toward zero: every count strictly
+    // between them converts without overflow.
+    constexpr Duration kMax = std::chrono::duration_cast<Duration>(std::chrono::nanoseconds::max());
+    constexpr Duration kMin = std::chrono::duration_cast<Duration>(std::chrono::nanoseconds::min());
+    if (d >= kMax) return std::chrono::nanoseconds::max();
+    if (d <= kMin) return std::chrono::nanoseconds::min();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+  } else {
+    long double ns = std::chrono::duration<long double, std::nano>(d).count();
+    if (ns != ns) return std::chrono::nanoseconds::zero();
+    if (ns >= 9.0e18L) return std::chrono::nanoseconds::max();
+    if (ns <= -9.0e18L) return std::chrono::nanoseconds::min();
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
+  }
 }
 
 // deadline_from_now() is now + d, saturating below kNoDeadline.
