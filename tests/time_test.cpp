@@ -137,6 +137,16 @@ TEST_CASE("deadlines saturate: the largest durations and time points never fire,
         goro::this_fiber::sleep_for(duration<double>(-std::numeric_limits<double>::infinity()));
         goro::Timer forever(duration<double>(std::numeric_limits<double>::infinity()));
         CHECK(forever.stop());  // still armed
+        // 32-bit counts convert exactly where they fit and saturate where not.
+        goro::Timer hours32(duration<int, std::ratio<3600>>(std::numeric_limits<int>::max()));
+        CHECK(hours32.stop());
+        auto [ms32, cancel_ms32] =
+            goro::with_timeout(goro::background(), duration<int, std::milli>(std::numeric_limits<int>::max()));
+        REQUIRE(ms32.deadline());
+        const auto left = *ms32.deadline() - steady_clock::now();  // INT_MAX ms: 24.86 days
+        CHECK(left > hours(24 * 24));
+        CHECK(left < hours(25 * 24));
+        cancel_ms32();
         auto [past, cancel_past] = goro::with_timeout(goro::background(), hours::min());
         CHECK(past.err() == goro::errc::deadline_exceeded);
         cancel_past();
