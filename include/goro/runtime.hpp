@@ -95,8 +95,8 @@ inline std::size_t resolve_workers(std::size_t requested) {
     char* end = nullptr;
     unsigned long n = std::strtoul(env, &end, 10);
     if (end != env && *end == '\0' && n > 0 && n <= kMaxWorkers) return n;
-    throw std::invalid_argument(std::string("goro: GORO_MAXPROCS must be a positive integer up to 4096, got '") +
-                                env + "'");
+    throw std::invalid_argument("goro: GORO_MAXPROCS must be a positive integer up to " +
+                                std::to_string(kMaxWorkers) + ", got '" + env + "'");
   }
   unsigned n = std::thread::hardware_concurrency();
   return n ? n : 1;

@@ -68,9 +68,10 @@ struct TimerState {
     channel.try_send(std::chrono::steady_clock::now());  // a full channel drops the tick, as Go's
     if (period > 0 && !stopped.load(std::memory_order_seq_cst)) {
       // The next tick is a period after this one's deadline, or a period
-      // from now if that has passed; deadline_from_now() saturates.
-      std::int64_t next = node.when <= kNoDeadline - 1 - period ? node.when + period : kNoDeadline - 1;
-      schedule_at(next > now_ns() ? next : deadline_from_now(std::chrono::nanoseconds(period)));
+      // from now if that has passed.
+      const std::chrono::nanoseconds step(period);
+      const std::int64_t next = deadline_plus(node.when, step);
+      schedule_at(next > now_ns() ? next : deadline_from_now(step));
       if (stopped.load(std::memory_order_seq_cst)) unschedule();  // raced with stop()
     }
     unref();
@@ -80,8 +81,11 @@ struct TimerState {
   }
 };
 
-[[noreturn]] inline void throw_moved_from(const char* type, const char* call) {
-  throw std::logic_error(std::string("goro::") + type + "::" + call + " on a moved-from " + type);
+// live_state() is a Timer's or Ticker's state for `call`; it throws
+// std::logic_error naming the call when the handle was moved from (null).
+inline TimerState* live_state(TimerState* state, const char* type, const char* call) {
+  if (!state) throw std::logic_error(std::string("goro::") + type + "::" + call + " on a moved-from " + type);
+  return state;
 }
 
 }  // namespace detail
@@ -117,7 +121,7 @@ class Timer {
 
   // channel() receives the firing time. Throws std::logic_error on a
   // moved-from Timer.
-  RecvChannel<TimePoint> channel() const { return live("channel()")->channel; }
+  RecvChannel<TimePoint> channel() const { return detail::live_state(state_, "Timer", "channel()")->channel; }
   // stop() prevents the timer from firing: true if that stopped it, false if
   // it had already fired or been stopped (or this Timer was moved from: it
   // has nothing left to stop).
@@ -127,8 +131,7 @@ class Timer {
   // std::logic_error on a moved-from Timer.
   template <class Rep, class Period>
   bool reset(std::chrono::duration<Rep, Period> d) {
-    live("reset()");
-    bool was_active = state_->unschedule();
+    bool was_active = detail::live_state(state_, "Timer", "reset()")->unschedule();
     state_->schedule_at(detail::deadline_after(d));
     return was_active;
   }
@@ -139,10 +142,6 @@ class Timer {
     state_->unschedule();
     state_->unref();
     state_ = nullptr;
-  }
-  detail::TimerState* live(const char* call) const {
-    if (!state_) detail::throw_moved_from("Timer", call);
-    return state_;
   }
 
   detail::TimerState* state_;  // null once moved from
@@ -169,10 +168,7 @@ class Ticker {
 
   // channel() receives the ticks. Throws std::logic_error on a moved-from
   // Ticker.
-  RecvChannel<TimePoint> channel() const {
-    if (!state_) detail::throw_moved_from("Ticker", "channel()");
-    return state_->channel;
-  }
+  RecvChannel<TimePoint> channel() const { return detail::live_state(state_, "Ticker", "channel()")->channel; }
   // stop() turns the ticker off; no more ticks are sent. It does not close
   // the channel. On a moved-from Ticker it does nothing.
   void stop() noexcept {

@@ -46,12 +46,17 @@ std::chrono::nanoseconds to_ns_saturated(std::chrono::duration<Rep, Period> d) n
   }
 }
 
+// deadline_plus() is `base` + d for a deadline `base`, saturating below
+// kNoDeadline; a zero or negative d gives `base`.
+inline std::int64_t deadline_plus(std::int64_t base, std::chrono::nanoseconds d) noexcept {
+  if (d.count() <= 0) return base;
+  if (d.count() >= kNoDeadline - base) return kNoDeadline - 1;
+  return base + d.count();
+}
+
 // deadline_from_now() is now + d, saturating below kNoDeadline.
 inline std::int64_t deadline_from_now(std::chrono::nanoseconds d) noexcept {
-  std::int64_t now = now_ns();
-  if (d.count() <= 0) return now;
-  if (d.count() >= kNoDeadline - now) return kNoDeadline - 1;
-  return now + d.count();
+  return deadline_plus(now_ns(), d);
 }
 
 // deadline_after() is the deadline `d` from now, for any duration type.
