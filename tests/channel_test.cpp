@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "throwing_move.hpp"
 
 using namespace std::chrono_literals;
 using goro_test::scaled;
@@ -303,6 +304,160 @@ TEST_CASE("a value whose move throws leaves the channel intact and unlocked", "[
         CHECK(c.recv()->value == 1);
         CHECK(c.recv()->value == 3);
         CHECK(c.size() == 0);
+      },
+      with_workers(1));
+}
+
+// When moving a value to or from a parked partner throws, the operation that
+// made the move gets the exception and the partner keeps waiting, its value
+// or its empty slot as it was: no value is lost, none is delivered twice, and
+// no parked fiber is told "delivered" or "closed" when it was not.
+TEST_CASE("a sender whose move throws leaves the parked receiver waiting", "[channel][throwing-move]") {
+  goro_test::MoveBudget budget;
+  goro::run(
+      [&] {
+        goro::Channel<goro_test::FlakyMove> c;
+        int got = 0;
+        bool done = false;
+        goro::go([&] {
+          auto v = c.recv();
+          got = v ? v->value : -1;
+          done = true;
+        });
+        goro::this_fiber::yield();  // the receiver parks
+        budget.moves_left = 0;
+        CHECK_THROWS_AS(c.send(goro_test::FlakyMove(1, budget)), std::runtime_error);
+        goro::this_fiber::yield();
+        CHECK_FALSE(done);  // not woken as if the channel had closed
+        budget.moves_left = -1;
+        c.send(goro_test::FlakyMove(2, budget));
+        goro::this_fiber::yield();
+        CHECK(done);
+        CHECK(got == 2);
+      },
+      with_workers(1));
+}
+
+TEST_CASE("a receiver whose move throws leaves the parked sender waiting with its value",
+          "[channel][throwing-move]") {
+  goro_test::MoveBudget budget;
+  goro::run(
+      [&] {
+        goro::Channel<goro_test::FlakyMove> c;
+        bool sent = false;
+        goro::go([&] {
+          c.send(goro_test::FlakyMove(7, budget));
+          sent = true;
+        });
+        goro::this_fiber::yield();  // the sender parks
+        budget.moves_left = 0;
+        CHECK_THROWS_AS(c.recv(), std::runtime_error);
+        goro::this_fiber::yield();
+        CHECK_FALSE(sent);  // not told its value was taken
+        budget.moves_left = -1;
+        auto v = c.recv();
+        REQUIRE(v);
+        CHECK(v->value == 7);
+        goro::this_fiber::yield();
+        CHECK(sent);
+      },
+      with_workers(1));
+}
+
+TEST_CASE("a full buffer's parked sender whose value cannot move in retries, and its send throws",
+          "[channel][throwing-move]") {
+  // The receiver takes the head (one move) and moves the parked sender's
+  // value into the freed slot; that move throws. The receiver keeps the head
+  // it took; the sender retries the move itself, which throws again, so its
+  // send() throws and its value never entered the channel.
+  goro_test::MoveBudget budget;
+  goro::run(
+      [&] {
+        goro::Channel<goro_test::FlakyMove> c(1);
+        c.send(goro_test::FlakyMove(1, budget));
+        bool sender_threw = false;
+        bool sent = false;
+        goro::go([&] {
+          try {
+            c.send(goro_test::FlakyMove(2, budget));
+            sent = true;
+          } catch (const std::runtime_error&) {
+            sender_threw = true;
+          }
+        });
+        goro::this_fiber::yield();  // the sender parks on the full buffer
+        budget.moves_left = 1;
+        auto head = c.recv();
+        REQUIRE(head);
+        CHECK(head->value == 1);
+        goro::this_fiber::yield();
+        CHECK(sender_threw);
+        CHECK_FALSE(sent);
+        CHECK(c.size() == 0);
+        budget.moves_left = -1;
+        // And when the retried move succeeds, the value is delivered once.
+        c.send(goro_test::FlakyMove(3, budget));
+        goro::go([&] { c.send(goro_test::FlakyMove(4, budget)); });
+        goro::this_fiber::yield();  // parks on the full buffer again
+        budget.moves_left = 1;  // the head moves out; the sender's value does not move in
+        CHECK(c.recv()->value == 3);
+        budget.moves_left = -1;
+        goro::this_fiber::yield();  // the sender retries into the free slot
+        CHECK(c.size() == 1);
+        CHECK(c.recv()->value == 4);
+        CHECK(c.size() == 0);
+      },
+      with_workers(1));
+}
+
+TEST_CASE("a value whose second move throws is not lost between the buffer and the caller",
+          "[channel][throwing-move]") {
+  // recv() moves the head once, straight into the value it returns.
+  goro_test::MoveBudget budget;
+  goro::run(
+      [&] {
+        goro::Channel<goro_test::FlakyMove> c(2);
+        c.send(goro_test::FlakyMove(1, budget));
+        c.send(goro_test::FlakyMove(2, budget));
+        budget.moves_left = 1;
+        auto v = c.recv();
+        REQUIRE(v);
+        CHECK(v->value == 1);
+        budget.moves_left = 0;
+        CHECK_THROWS_AS(c.recv(), std::runtime_error);
+        budget.moves_left = -1;
+        CHECK(c.size() == 1);
+        CHECK(c.recv()->value == 2);
+      },
+      with_workers(1));
+}
+
+TEST_CASE("a T that cannot be assigned (a const member) works everywhere, range-for included",
+          "[channel]") {
+  // Go programmers' messages are often structs with fields set once; in C++
+  // those are const members, which delete assignment. Values move by
+  // construction only, so nothing may need T's (or optional<T>'s) assignment.
+  struct Msg {
+    const int id;
+    std::string body;
+  };
+  static_assert(!std::is_move_assignable_v<Msg>);
+  goro::run(
+      [] {
+        goro::Channel<Msg> c(4);
+        c.send(Msg{1, "a"});
+        CHECK(c.try_send(Msg{2, "b"}));
+        CHECK(c.recv()->id == 1);
+        CHECK(c.try_recv()->id == 2);
+        Msg m{3, "c"};
+        CHECK(goro::select(goro::send(c, m), goro::default_case()) == 0);
+        CHECK(goro::select(goro::recv(c, [](Msg v) { CHECK(v.id == 3); })) == 0);
+        c.send(Msg{4, "d"});
+        c.send(Msg{5, "e"});
+        c.close();
+        int sum = 0;
+        for (Msg v : c) sum += v.id;
+        CHECK(sum == 9);
       },
       with_workers(1));
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "throwing_move.hpp"
 
 using namespace std::chrono_literals;
 using goro_test::scaled;
@@ -193,6 +194,94 @@ TEST_CASE("a send case's value moves only if that case wins", "[select]") {
         CHECK(**ready.recv() == 42);
       },
       with_workers(1));
+}
+
+// Moving a value to or from a parked select can throw (T's move): the party
+// that made the move gets the exception, and the select goes on waiting as if
+// nothing had happened, its value or its empty slot as it was.
+TEST_CASE("a sender whose move throws leaves a parked select's recv case waiting", "[select][throwing-move]") {
+  goro_test::MoveBudget budget;
+  goro::run(
+      [&] {
+        goro::Channel<goro_test::FlakyMove> c;
+        goro::Channel<int> other;
+        int got = 0;
+        std::size_t chosen = 99;
+        goro::go([&] {
+          chosen = goro::select(
+              goro::recv(c, [&](std::optional<goro_test::FlakyMove>&& v) { got = v ? v->value : -1; }),
+              goro::recv(other));
+        });
+        goro::this_fiber::yield();  // the select parks
+        budget.moves_left = 0;
+        CHECK_THROWS_AS(c.send(goro_test::FlakyMove(1, budget)), std::runtime_error);
+        goro::this_fiber::yield();
+        CHECK(chosen == 99);  // still waiting: not handed an empty value as if closed
+        budget.moves_left = -1;
+        c.send(goro_test::FlakyMove(2, budget));
+        goro::this_fiber::yield();
+        CHECK(chosen == 0);
+        CHECK(got == 2);
+      },
+      with_workers(1));
+}
+
+TEST_CASE("a receiver whose move throws leaves a parked select's send case waiting with its value",
+          "[select][throwing-move]") {
+  goro_test::MoveBudget budget;
+  goro::run(
+      [&] {
+        goro::Channel<goro_test::FlakyMove> c;
+        goro::Channel<int> other;
+        int handled = 0;
+        std::size_t chosen = 99;
+        goro::go([&] {
+          goro_test::FlakyMove mine(5, budget);
+          chosen = goro::select(goro::send(c, mine, [&] { ++handled; }), goro::recv(other));
+        });
+        goro::this_fiber::yield();  // the select parks
+        budget.moves_left = 0;
+        CHECK_THROWS_AS(c.recv(), std::runtime_error);
+        goro::this_fiber::yield();
+        CHECK(chosen == 99);
+        CHECK(handled == 0);
+        budget.moves_left = -1;
+        auto v = c.recv();
+        REQUIRE(v);
+        CHECK(v->value == 5);
+        goro::this_fiber::yield();
+        CHECK(chosen == 0);
+        CHECK(handled == 1);
+      },
+      with_workers(1));
+}
+
+namespace {
+// LateThrowingCase: a select case that looks not ready to pass 0 and throws
+// from its poll under every lock in pass 1, as a case whose value's move
+// throws does when its partner arrives between the two passes.
+struct LateThrowingCase {
+  static constexpr bool kIsDefault = false;
+  static constexpr bool kIsTimeout = false;
+  goro::detail::ChanBase* chan;
+  goro::detail::ChanBase* channel() const noexcept { return chan; }
+  bool maybe_ready() const noexcept { return false; }
+  bool poll(goro::detail::WakeList&) { throw std::runtime_error("move failed"); }
+  void enqueue(goro::detail::Parker::Ticket, goro::detail::SelectRecord*, std::size_t) noexcept {}
+  void dequeue() noexcept {}
+  void finish() {}
+};
+}  // namespace
+
+TEST_CASE("a poll that throws under every lock releases them all", "[select][throwing-move]") {
+  goro::detail::ChanBase first, second;
+  LateThrowingCase a{&first}, b{&second};
+  auto cases = std::forward_as_tuple(a, b);
+  CHECK_THROWS_AS(goro::detail::select_tuple(cases), std::runtime_error);
+  CHECK(first.lock.try_lock());
+  CHECK(second.lock.try_lock());
+  first.lock.unlock();
+  second.lock.unlock();
 }
 
 TEST_CASE("recv handler forms: optional, value (zero on close), nothing", "[select]") {

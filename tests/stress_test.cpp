@@ -30,6 +30,7 @@
 
 #include "fiber_failures.hpp"
 #include "test_support.hpp"
+#include "throwing_move.hpp"
 
 using namespace std::chrono_literals;
 using goro_test::Failures;
@@ -537,6 +538,100 @@ TEST_CASE("stress soak: rounds for GORO_SOAK_SECONDS seconds", "[.soak][stress]"
     if (fails.count() != 0) break;
   }
   std::printf("stress soak %.0f s: %s\n", seconds, total.text().c_str());
+}
+
+// Moves that throw (a T whose move is not noexcept) under contention: every
+// fifth move of a value throws, wherever it happens (a sender handing over,
+// a receiver taking from a parked sender, a receiver refilling a full
+// buffer from one, a select's waker). Senders use plain send and select on
+// an unbuffered and a buffered channel; receivers use plain recv and
+// select. Each send either returns (its value is then received exactly
+// once) or throws (its value is then never received); no fiber is left
+// parked and no lock held, so the round finishes.
+TEST_CASE("stress: moves that throw lose, duplicate and strand nothing", "[stress][throwing-move]") {
+  const std::size_t workers = GORO_WORKERS();
+  constexpr int kSenders = 4;
+  const int per_sender = static_cast<int>(scaled(20000, 5000, 500));
+  const int total = kSenders * per_sender;
+  goro_test::MoveBudget budget;
+  budget.every = 5;
+  std::vector<std::atomic<int>> outcome(static_cast<std::size_t>(total));  // 1 sent, 2 threw
+  std::vector<std::atomic<int>> received(static_cast<std::size_t>(total));
+  std::atomic<long> recv_throws{0};
+  Failures fails;
+  goro::run(
+      [&] {
+        using goro_test::FlakyMove;
+        goro::Channel<FlakyMove> unbuffered, buffered(2);
+        auto note = [&](const std::optional<FlakyMove>& v) {
+          if (v) received[static_cast<std::size_t>(v->value)].fetch_add(1);
+          return v.has_value();
+        };
+        goro::WaitGroup senders, receivers;
+        for (int s = 0; s < kSenders; ++s) {
+          senders.go([&, s] {
+            for (int i = 0; i < per_sender; ++i) {
+              const int id = s * per_sender + i;
+              try {
+                FlakyMove v(id, budget);
+                switch (i % 3) {
+                  case 0: unbuffered.send(FlakyMove(id, budget)); break;
+                  case 1: buffered.send(FlakyMove(id, budget)); break;
+                  default: goro::select(goro::send(unbuffered, v), goro::send(buffered, v)); break;
+                }
+                outcome[static_cast<std::size_t>(id)] = 1;
+              } catch (const std::runtime_error&) {
+                outcome[static_cast<std::size_t>(id)] = 2;
+              }
+            }
+          });
+        }
+        // One plain receiver per channel, two selecting over both.
+        for (goro::Channel<FlakyMove>* c : {&unbuffered, &buffered}) {
+          receivers.go([&, c] {
+            for (;;) {
+              try {
+                if (!note(c->recv())) return;
+              } catch (const std::runtime_error&) {
+                recv_throws.fetch_add(1);
+              }
+            }
+          });
+        }
+        for (int r = 0; r < 2; ++r) {
+          receivers.go([&] {
+            goro::Channel<FlakyMove> a = unbuffered, b = buffered;
+            while (!a.is_nil() || !b.is_nil()) {
+              try {
+                goro::select(goro::recv(a, [&](std::optional<FlakyMove>&& v) { if (!note(v)) a = nullptr; }),
+                             goro::recv(b, [&](std::optional<FlakyMove>&& v) { if (!note(v)) b = nullptr; }));
+              } catch (const std::runtime_error&) {
+                recv_throws.fetch_add(1);
+              }
+            }
+          });
+        }
+        senders.wait();
+        unbuffered.close();
+        buffered.close();
+        receivers.wait();
+      },
+      goro_test::with_workers(workers));
+  int sent = 0, threw = 0;
+  for (int id = 0; id < total; ++id) {
+    const int o = outcome[static_cast<std::size_t>(id)];
+    const int n = received[static_cast<std::size_t>(id)];
+    if (o == 1) ++sent;
+    if (o == 2) ++threw;
+    FCHECK(fails, o == 1 || o == 2);
+    FCHECK(fails, n == (o == 1 ? 1 : 0));
+  }
+  INFO("sent " << sent << ", threw " << threw << ", receives that threw " << recv_throws.load());
+  INFO(fails.text());
+  CHECK(fails.count() == 0u);
+  CHECK(sent > 0);
+  CHECK(threw > 0);
+  CHECK(recv_throws.load() > 0);
 }
 
 // The largest number of fibers parked at once on default settings (default

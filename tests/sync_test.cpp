@@ -17,6 +17,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "test_support.hpp"
@@ -940,6 +941,29 @@ TEST_CASE("SyncMap: Go's sync.Map operations", "[syncmap]") {
   m.store("x", 1);
   m.clear();
   CHECK_FALSE(m.load("x"));
+}
+
+TEST_CASE("SyncMap: a value that cannot be assigned (a const member) can be replaced", "[syncmap]") {
+  // store(), swap() and compare_and_swap() over an existing key replace the
+  // value without assigning it, and leave one entry per key.
+  struct Record {
+    const int id;
+    std::string name;
+    bool operator==(const Record&) const = default;
+  };
+  static_assert(!std::is_move_assignable_v<Record>);
+  goro::SyncMap<int, Record> m;
+  m.store(1, Record{1, "one"});
+  m.store(1, Record{10, "ten"});
+  CHECK(m.load(1)->id == 10);
+  CHECK(m.swap(1, Record{11, "eleven"})->name == "ten");
+  CHECK(m.compare_and_swap(1, Record{11, "eleven"}, Record{12, "twelve"}));
+  CHECK_FALSE(m.compare_and_swap(1, Record{11, "eleven"}, Record{13, "thirteen"}));
+  CHECK(m.load(1) == Record{12, "twelve"});
+  m.store(2, Record{2, "two"});
+  int entries = 0;
+  m.range([&](const int&, const Record&) { return ++entries, true; });
+  CHECK(entries == 2);
 }
 
 TEST_CASE("SyncMap: concurrent loads and stores from fibers and threads", "[syncmap][threads]") {

@@ -64,6 +64,9 @@ template <class T>
 struct ChanOps {
   static void send(ChanState<T>* c, T& v);
   static std::optional<T> recv(ChanState<T>* c);
+  // recv_into() is recv() into an empty `out`: the value moves once, from
+  // the channel straight to `out`.
+  static void recv_into(ChanState<T>* c, std::optional<T>& out);
   static bool try_send(ChanState<T>* c, T& v);
   static std::optional<T> try_recv(ChanState<T>* c);
   static void close(ChanState<T>* c);
@@ -137,7 +140,8 @@ class RecvIterator {
   // Yields an rvalue so `for (T v : ch)` moves move-only values out.
   T&& operator*() { return std::move(*value_); }
   RecvIterator& operator++() {
-    value_ = ChanOps<T>::recv(chan_);
+    value_.reset();
+    ChanOps<T>::recv_into(chan_, value_);
     return *this;
   }
   void operator++(int) { ++*this; }
@@ -244,16 +248,18 @@ GORO_ALWAYS_INLINE void ChanOps<T>::send(ChanState<T>* c, T& v) {
 
 template <class T>
 GORO_ALWAYS_INLINE std::optional<T> ChanOps<T>::recv(ChanState<T>* c) {
-  if (!c) park_forever("chan receive (nil chan)");
   std::optional<T> out;
+  recv_into(c, out);
+  return out;  // empty if closed and drained
+}
+
+template <class T>
+GORO_ALWAYS_INLINE void ChanOps<T>::recv_into(ChanState<T>* c, std::optional<T>& out) {
+  if (!c) park_forever("chan receive (nil chan)");
   if constexpr (kBufferFastPath) {
-    if (c->capacity() != 0) {
-      recv_buffered(c, out);
-      return out;  // empty if closed and drained
-    }
+    if (c->capacity() != 0) return recv_buffered(c, out);
   }
   recv_general(c, out);
-  return out;  // empty if closed
 }
 
 template <class T>
@@ -290,39 +296,48 @@ GORO_NOINLINE void ChanOps<T>::recv_general(ChanState<T>* c, std::optional<T>& o
 
 // send_locked(): c must be locked; unlocks c. Hands `v` to a waiting
 // receiver or the buffer, or parks until a receiver takes it; throws
-// channel_closed if c is or gets closed.
+// channel_closed if c is or gets closed, and what T's move throws.
 template <class T>
 GORO_ALWAYS_INLINE void ChanOps<T>::send_locked(ChanState<T>* c, T& v) {
-  {
-    WakeList wake;  // declared first: unparks after the lock is released
-    std::unique_lock lock(c->lock, std::adopt_lock);
-    if (c->closed_locked()) {
-      lock.unlock();
-      throw_send_on_closed();
+  for (;;) {
+    {
+      WakeList wake;  // declared first: unparks after the lock is released
+      std::unique_lock lock(c->lock, std::adopt_lock);
+      if (c->closed_locked()) {
+        lock.unlock();
+        throw_send_on_closed();
+      }
+      if (c->try_send_locked(v, wake)) return;
+      lock.release();  // still locked: parked below, unlocked by park's commit
     }
-    if (c->try_send_locked(v, wake)) return;
-    lock.release();  // still locked: parked below, unlocked by park's commit
+    ChanWaiter<T> self_waiter;
+    self_waiter.send_value = &v;
+    park_queued(c, self_waiter, Side::sender);
+    if (self_waiter.closed) throw_send_on_closed();
+    if (ChanState<T>::kNothrowMove || !self_waiter.retry) return;
+    c->lock.lock();  // the receiver could not move v: send it again
   }
-  ChanWaiter<T> self_waiter;
-  self_waiter.send_value = &v;
-  park_queued(c, self_waiter, Side::sender);
-  if (self_waiter.closed) throw_send_on_closed();
 }
 
 // recv_locked(): c must be locked; unlocks c. Takes a value into `out`
-// from a waiting sender or the buffer, or parks until one comes; leaves
-// `out` empty if c is closed and drained.
+// (which must be empty) from a waiting sender or the buffer, or parks until
+// one comes; leaves `out` empty if c is closed and drained. Throws what T's
+// move throws.
 template <class T>
 GORO_ALWAYS_INLINE void ChanOps<T>::recv_locked(ChanState<T>* c, std::optional<T>& out) {
-  {
-    WakeList wake;  // declared first: unparks after the lock is released
-    std::unique_lock lock(c->lock, std::adopt_lock);
-    if (c->try_recv_locked(out, wake) != RecvStatus::would_block) return;
-    lock.release();  // still locked: parked below, unlocked by park's commit
+  for (;;) {
+    {
+      WakeList wake;  // declared first: unparks after the lock is released
+      std::unique_lock lock(c->lock, std::adopt_lock);
+      if (c->try_recv_locked(out, wake) != RecvStatus::would_block) return;
+      lock.release();  // still locked: parked below, unlocked by park's commit
+    }
+    ChanWaiter<T> self_waiter;
+    self_waiter.recv_slot = &out;
+    park_queued(c, self_waiter, Side::receiver);
+    if (ChanState<T>::kNothrowMove || !self_waiter.retry) return;
+    c->lock.lock();  // the sender could not move its value here: receive again
   }
-  ChanWaiter<T> self_waiter;
-  self_waiter.recv_slot = &out;
-  park_queued(c, self_waiter, Side::receiver);
 }
 
 // park_queued(): c must be locked. Queues `w` on c's senders or receivers,

@@ -24,6 +24,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -82,8 +83,13 @@ class SyncMap {
   template <class Apply>
   bool if_value_equals(const K& key, const V& expected, Apply&& apply);
 
+  using Map = std::unordered_map<K, V, Hash, KeyEqual>;
+  // replace() gives the entry at `it` the value `value`; lock_ must be held
+  // for writing. V need not be assignable (a struct with a const member).
+  void replace(typename Map::iterator it, V&& value);
+
   mutable detail::ReadMostlyLock lock_;
-  std::unordered_map<K, V, Hash, KeyEqual> map_;  // guarded by lock_
+  Map map_;  // guarded by lock_
 };
 
 // ---------------------------------------------------------------------------
@@ -97,9 +103,25 @@ std::optional<V> SyncMap<K, V, H, E>::load(const K& key) const {
 }
 
 template <class K, class V, class H, class E>
+void SyncMap<K, V, H, E>::replace(typename Map::iterator it, V&& value) {
+  if constexpr (std::is_move_assignable_v<V>) {
+    it->second = std::move(value);
+  } else {
+    // The new value is built in a node of its own first (if that throws,
+    // the entry is unchanged), which then takes the old node's place; map_
+    // has just lost an entry, so the insertion cannot rehash.
+    Map staging;
+    auto fresh = staging.emplace(it->first, std::move(value)).first;
+    map_.erase(it);
+    map_.insert(staging.extract(fresh));
+  }
+}
+
+template <class K, class V, class H, class E>
 void SyncMap<K, V, H, E>::store(const K& key, V value) {
   std::lock_guard guard(lock_);
-  map_.insert_or_assign(key, std::move(value));
+  auto [it, inserted] = map_.try_emplace(key, std::move(value));
+  if (!inserted) replace(it, std::move(value));  // try_emplace left `value` alone: the key existed
 }
 
 template <class K, class V, class H, class E>
@@ -144,7 +166,7 @@ std::optional<V> SyncMap<K, V, H, E>::swap(const K& key, V value) {
   auto [it, inserted] = map_.try_emplace(key, std::move(value));
   if (inserted) return std::nullopt;
   std::optional<V> previous(std::move(it->second));
-  it->second = std::move(value);  // try_emplace left `value` alone: the key existed
+  replace(it, std::move(value));  // try_emplace left `value` alone: the key existed
   return previous;
 }
 
@@ -167,7 +189,7 @@ template <class K, class V, class H, class E>
 bool SyncMap<K, V, H, E>::compare_and_swap(const K& key, const V& expected, V desired)
   requires std::equality_comparable<V>
 {
-  return if_value_equals(key, expected, [&](auto it) { it->second = std::move(desired); });
+  return if_value_equals(key, expected, [&](auto it) { replace(it, std::move(desired)); });
 }
 
 template <class K, class V, class H, class E>
@@ -193,7 +215,7 @@ void SyncMap<K, V, H, E>::range(F&& f) const {
 
 template <class K, class V, class H, class E>
 void SyncMap<K, V, H, E>::clear() {
-  std::unordered_map<K, V, H, E> old;
+  Map old;
   {
     std::lock_guard guard(lock_);
     old.swap(map_);

@@ -19,6 +19,15 @@
 // sender on a full buffer takes the buffer's head and moves the sender's value
 // into the tail, so FIFO order holds.
 //
+// A move of T that throws (only a T whose move is not noexcept) changes
+// nothing that was not already settled: the operation that made the move
+// gets the exception, and a parked partner that take() had already claimed
+// is sent back (send_back()) to start its operation over, its value or its
+// empty slot as it was. The one move made on a partner's behalf after the
+// caller's own operation completed, a parked sender's value into a freed
+// buffer slot, is not the caller's failure: the sender is sent back and
+// makes the move again itself, so the exception, if it recurs, is its own.
+//
 // Lock: `lock` guards buffer, sendq, recvq, closed and every queued waiter's
 // fields. The mirrors (closed_flag, count, waiting senders/receivers) are
 // written under the lock and read without it by the "would block" fast paths
@@ -43,6 +52,7 @@ namespace goro::detail {
 // waker that claims the select's ticket writes the winning case here.
 struct SelectRecord {
   std::size_t winner = static_cast<std::size_t>(-1);
+  bool retry = false;  // the winner was sent back: select again
 };
 
 template <class T>
@@ -54,6 +64,7 @@ struct ChanWaiter {
   T* send_value = nullptr;                // a sender's value, moved from only by its taker
   std::optional<T>* recv_slot = nullptr;  // where a receiver's value goes
   bool closed = false;                    // woken by close() rather than a transfer
+  bool retry = false;                     // woken by send_back(): start the operation over
   SelectRecord* select = nullptr;         // null for a plain send/recv
   std::size_t case_index = 0;
 };
@@ -151,7 +162,7 @@ class ChanState : public ChanBase {
       ChanWaiter<T>* r = recvq_.take(wake);
       sync_mirrors();  // take() dequeued r, or only stale waiters
       if (r) {
-        r->recv_slot->emplace(std::move(v));
+        move_or_send_back(r, [&] { r->recv_slot->emplace(std::move(v)); });
         return true;
       }
     }
@@ -174,24 +185,29 @@ class ChanState : public ChanBase {
   }
   bool buffer_recv_locked(std::optional<T>& out) noexcept(kNothrowMove) {
     if (buffer_.empty() || !sendq_.empty()) return false;
-    out.emplace(buffer_.pop());
+    buffer_.pop_into(out);
     sync_count();
     return true;
   }
 
-  // try_recv_locked() takes a value into `out`, or reports closed-and-drained,
-  // or would_block.
+  // try_recv_locked() takes a value into `out` (which must be empty), or
+  // reports closed-and-drained, or would_block.
   RecvStatus try_recv_locked(std::optional<T>& out, WakeList& wake) {
     if (!sendq_.empty()) {
-      ChanWaiter<T>* s = sendq_.take(wake);
-      sync_mirrors();  // take() dequeued s, or only stale waiters
-      if (s) {
-        if (buffer_.capacity() == 0) {
-          out.emplace(std::move(*s->send_value));
-        } else {  // full buffer: take its head, the sender's value goes to the tail
-          out.emplace(buffer_.pop());
-          buffer_.push(std::move(*s->send_value));
+      if (buffer_.capacity() == 0) {
+        ChanWaiter<T>* s = sendq_.take(wake);
+        sync_mirrors();  // take() dequeued s, or only stale waiters
+        if (s) {
+          move_or_send_back(s, [&] { out.emplace(std::move(*s->send_value)); });
+          return RecvStatus::value;
         }
+      } else if (!buffer_.empty()) {
+        // A full buffer with senders waiting: its head first (if that move
+        // throws, nothing has changed), then the first sender's value into
+        // the freed tail, so FIFO order holds.
+        buffer_.pop_into(out);
+        if (ChanWaiter<T>* s = sendq_.take(wake)) refill_from(s);
+        sync_mirrors();
         return RecvStatus::value;
       }
     }
@@ -230,6 +246,38 @@ class ChanState : public ChanBase {
   }
 
  private:
+  // move_or_send_back() runs `move`, a move of T to or from the waiter w that
+  // take() claimed. If it throws, w is sent back and the exception propagates.
+  template <class Move>
+  static void move_or_send_back(ChanWaiter<T>* w, Move&& move) noexcept(kNothrowMove) {
+    if constexpr (kNothrowMove) {
+      move();
+    } else {
+      try {
+        move();
+      } catch (...) {
+        send_back(w);
+        throw;
+      }
+    }
+  }
+  // refill_from() moves the claimed sender s's value into the buffer's free
+  // tail. If that move throws, s is sent back and makes it again itself: the
+  // receiver's own operation has already succeeded.
+  void refill_from(ChanWaiter<T>* s) noexcept {
+    try {
+      buffer_.push(std::move(*s->send_value));
+    } catch (...) {
+      send_back(s);
+    }
+  }
+  // send_back(): the claimed waiter w wakes to start its operation over (a
+  // select selects again), its value untouched or its slot still empty.
+  static void send_back(ChanWaiter<T>* w) noexcept {
+    w->retry = true;
+    if (w->select) w->select->retry = true;
+  }
+
   // sync_count() is enough after an operation that touched only the buffer.
   void sync_count() noexcept { count_.store(buffer_.size(), std::memory_order_release); }
   void sync_mirrors() noexcept {

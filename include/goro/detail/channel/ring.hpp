@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -43,7 +44,10 @@ class Ring {
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
   ~Ring() {
-    while (count_) pop();
+    for (; count_ != 0; --count_) {
+      slots_[head_].~T();
+      if (++head_ == capacity_) head_ = 0;
+    }
     if (slots_) ::operator delete(slots_, std::align_val_t{alignof(T)});
   }
 
@@ -52,21 +56,23 @@ class Ring {
   bool full() const noexcept { return count_ == capacity_; }
   bool empty() const noexcept { return count_ == 0; }
 
-  // push() moves `v` in at the tail; the ring must not be full.
+  // push() moves `v` in at the tail; the ring must not be full. If T's move
+  // throws, the ring is unchanged.
   void push(T&& v) {
     std::size_t tail = head_ + count_;
     if (tail >= capacity_) tail -= capacity_;
     ::new (static_cast<void*>(slots_ + tail)) T(std::move(v));
     ++count_;
   }
-  // pop() moves the head out; the ring must not be empty.
-  T pop() {
+  // pop_into() moves the head straight into `out` (which must be empty):
+  // one move, so if T's move throws the head is still in the ring. The ring
+  // must not be empty.
+  void pop_into(std::optional<T>& out) {
     T* slot = slots_ + head_;
-    T v(std::move(*slot));
+    out.emplace(std::move(*slot));
     slot->~T();
     if (++head_ == capacity_) head_ = 0;
     --count_;
-    return v;
   }
 
  private:

@@ -21,7 +21,9 @@
 //      the winning case into the SelectRecord and completes the transfer
 //      under that channel's lock. The losers' waiters are still queued: pass
 //      3 relocks every channel and dequeues them (a waker that meets one
-//      before that fails its claim and skips it).
+//      before that fails its claim and skips it). A waker whose move of the
+//      value throws (T's move) sends the select back instead (SelectRecord::
+//      retry): nothing ran, and the select starts over at 1.
 //   7. The winning case's handler runs after every lock is released.
 //
 // The protocol is written once, in select_commit(), over a "case set" (see
@@ -36,7 +38,8 @@
 // allocates the two arrays beyond that.
 //
 // Invariant: at most one case completes per select call, and it is the one
-// reported.
+// reported. A poll that throws (T's move) completes nothing and releases
+// every lock before the exception leaves select.
 #pragma once
 
 #include <algorithm>
@@ -323,74 +326,103 @@ std::size_t poll_each_alone(Cases& cases, Order& order, bool& any_looked_ready) 
   return kNoCase;
 }
 
-// select_commit() runs the protocol above over a case set and returns the
-// index of the case that ran.
-template <class Cases>
-std::size_t select_commit(Cases& cases) {
-  constexpr std::size_t Extent = Cases::kExtent;
-  if constexpr (Extent == 0) {
-    select_block_forever();
-  } else {
-    const std::size_t n = cases.size();
-    if (Extent == std::dynamic_extent && n == 0) select_block_forever();
-    const std::size_t default_index = cases.default_index();
-    const std::size_t timeout_index = cases.timeout_index();
+// kSelectAgain: select_round()'s answer when the waker that chose a case
+// could not move its value (T's move threw) and sent the select back.
+inline constexpr std::size_t kSelectAgain = kNoCase - 1;
 
-    // 1 and 2. Pass 0, one channel at a time, drawing the random poll order.
-    PollOrder<Extent> order(n);
-    bool any_looked_ready = false;
-    if (std::size_t winner = poll_each_alone(cases, order, any_looked_ready); winner != kNoCase) {
+// poll_locked() is pass 1: with every lock held, the first case in poll
+// order that can complete does so. Returns it, or kNoCase. If a poll throws
+// (only what T's move throws), every lock is released before it propagates.
+template <class Cases, class Order, class Locks>
+std::size_t poll_locked(Cases& cases, Order& order, Locks& locks, WakeList& wake) {
+  std::size_t winner = kNoCase;
+  try {
+    for (std::size_t k = 0; k < cases.size() && winner == kNoCase; ++k) {
+      cases.visit(order[k], [&](auto& c) {
+        if (c.poll(wake)) winner = order[k];
+      });
+    }
+  } catch (...) {
+    locks.unlock();
+    throw;
+  }
+  return winner;
+}
+
+// select_round() runs the protocol above once over a case set and returns
+// the index of the case that ran, or kSelectAgain.
+template <class Cases>
+std::size_t select_round(Cases& cases) {
+  constexpr std::size_t Extent = Cases::kExtent;
+  const std::size_t n = cases.size();
+  const std::size_t default_index = cases.default_index();
+  const std::size_t timeout_index = cases.timeout_index();
+
+  // 1 and 2. Pass 0, one channel at a time, drawing the random poll order.
+  PollOrder<Extent> order(n);
+  bool any_looked_ready = false;
+  if (std::size_t winner = poll_each_alone(cases, order, any_looked_ready); winner != kNoCase) {
+    return winner;
+  }
+
+  // Non-blocking: nothing looked ready in pass 0, so default it is.
+  if (default_index != kNoCase && !any_looked_ready) {
+    cases.visit(default_index, [](auto& c) { c.finish(); });
+    return default_index;
+  }
+
+  // 3. Lock order, then pass 1.
+  LockSet<Extent> locks(cases);
+  std::size_t winner = kNoCase;
+  {
+    WakeList wake;  // flushed after the locks are released
+    locks.lock();
+    winner = poll_locked(cases, order, locks, wake);
+    // 4. Default.
+    if (winner == kNoCase && default_index != kNoCase) winner = default_index;
+    if (winner != kNoCase) {
+      locks.unlock();
+      wake.flush();
+      cases.visit(winner, [](auto& c) { c.finish(); });
       return winner;
     }
+  }
 
-    // Non-blocking: nothing looked ready in pass 0, so default it is.
-    if (default_index != kNoCase && !any_looked_ready) {
-      cases.visit(default_index, [](auto& c) { c.finish(); });
-      return default_index;
+  // 5. Pass 2, still under the same locks: one ticket for all cases.
+  const std::int64_t deadline = cases.deadline();
+  Parker& self = Parker::current();
+  SelectRecord record;
+  const Parker::Ticket ticket =
+      self.prepare(timeout_index != kNoCase ? "select (with timeout)" : "select");
+  cases.for_each([&](auto& c, std::size_t i) { c.enqueue(ticket, &record, i); });
+  locks.unlock();
+  const WakeReason reason = deadline >= 0 ? self.park_until(deadline) : self.park();
+
+  // 6. Pass 3: dequeue the waiters the winner's waker did not take.
+  locks.lock();
+  cases.for_each([](auto& c, std::size_t) { c.dequeue(); });
+  locks.unlock();
+
+  // 7. The winner's handler, no lock held.
+  if (reason == WakeReason::unwind) throw FiberUnwind{};
+  if (record.retry) return kSelectAgain;  // the waker's move threw: nothing ran
+  winner = reason == WakeReason::timeout ? timeout_index : record.winner;
+  cases.visit(winner, [](auto& c) { c.finish(); });
+  return winner;
+}
+
+// select_commit() runs the protocol above over a case set, as many rounds as
+// it takes, and returns the index of the case that ran.
+template <class Cases>
+std::size_t select_commit(Cases& cases) {
+  if constexpr (Cases::kExtent == 0) {
+    select_block_forever();
+  } else {
+    if (Cases::kExtent == std::dynamic_extent && cases.size() == 0) select_block_forever();
+    for (;;) {
+      const std::size_t winner = select_round(cases);
+      if (winner != kSelectAgain) return winner;
     }
-
-    // 3. Lock order, then pass 1.
-    LockSet<Extent> locks(cases);
-    std::size_t winner = kNoCase;
-    {
-      WakeList wake;  // flushed after the locks are released
-      locks.lock();
-      // Pass 1: the first ready case in poll order wins.
-      for (std::size_t k = 0; k < n && winner == kNoCase; ++k) {
-        cases.visit(order[k], [&](auto& c) {
-          if (c.poll(wake)) winner = order[k];
-        });
-      }
-      // 4. Default.
-      if (winner == kNoCase && default_index != kNoCase) winner = default_index;
-      if (winner != kNoCase) {
-        locks.unlock();
-        wake.flush();
-        cases.visit(winner, [](auto& c) { c.finish(); });
-        return winner;
-      }
-    }
-
-    // 5. Pass 2, still under the same locks: one ticket for all cases.
-    const std::int64_t deadline = cases.deadline();
-    Parker& self = Parker::current();
-    SelectRecord record;
-    const Parker::Ticket ticket =
-        self.prepare(timeout_index != kNoCase ? "select (with timeout)" : "select");
-    cases.for_each([&](auto& c, std::size_t i) { c.enqueue(ticket, &record, i); });
-    locks.unlock();
-    const WakeReason reason = deadline >= 0 ? self.park_until(deadline) : self.park();
-
-    // 6. Pass 3: dequeue the waiters the winner's waker did not take.
-    locks.lock();
-    cases.for_each([](auto& c, std::size_t) { c.dequeue(); });
-    locks.unlock();
-
-    // 7. The winner's handler, no lock held.
-    if (reason == WakeReason::unwind) throw FiberUnwind{};
-    winner = reason == WakeReason::timeout ? timeout_index : record.winner;
-    cases.visit(winner, [](auto& c) { c.finish(); });
-    return winner;
   }
 }
 
