@@ -166,6 +166,7 @@ TEST_CASE("misuse: a moved-from Timer or Ticker throws std::logic_error naming i
   goro::Ticker ticker(1h);
   goro::Ticker kept_ticker = std::move(ticker);
   CHECK_THROWS_WITH(ticker.channel(), "goro::Ticker::channel() on a moved-from Ticker");
+  CHECK_THROWS_WITH(ticker.reset(1ms), "goro::Ticker::reset() on a moved-from Ticker");
   ticker.stop();  // does nothing
   kept_ticker.stop();
   CHECK_FALSE(kept_ticker.channel().try_recv());

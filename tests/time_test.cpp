@@ -65,6 +65,65 @@ TEST_CASE("Ticker ticks until stopped", "[time]") {
       with_workers(2));
 }
 
+TEST_CASE("Ticker::reset changes the period and restarts a stopped ticker", "[time]") {
+  goro::run(
+      [] {
+        goro::Ticker ticker(1h);
+        goro::this_fiber::sleep_for(5ms);
+        CHECK(!ticker.channel().try_recv());  // a period of an hour: nothing yet
+        auto start = std::chrono::steady_clock::now();
+        ticker.reset(2ms);
+        for (int i = 0; i < 3; ++i) REQUIRE(ticker.channel().recv());
+        CHECK(std::chrono::steady_clock::now() - start >= 6ms);
+        ticker.stop();
+        while (ticker.channel().try_recv()) {
+        }
+        goro::this_fiber::sleep_for(10ms);
+        CHECK(!ticker.channel().try_recv());
+        ticker.reset(1ms);  // a stopped ticker starts again
+        REQUIRE(ticker.channel().recv());
+        CHECK_THROWS_AS(ticker.reset(0ms), std::invalid_argument);
+        CHECK_THROWS_WITH(ticker.reset(-1ms), Catch::Contains("goro::Ticker::reset()"));
+        REQUIRE(ticker.channel().recv());  // the refused reset changed nothing
+        ticker.reset(1h);
+        while (ticker.channel().try_recv()) {
+        }
+        goro::this_fiber::sleep_for(10ms);
+        CHECK(!ticker.channel().try_recv());  // back to an hour
+      },
+      with_workers(2));
+}
+
+TEST_CASE("Ticker reset and stop racing its ticks leave at most one schedule", "[time][threads]") {
+  // The timer thread schedules each next tick while two threads reset and
+  // stop the ticker. Were the node ever queued twice, the copy stop() does
+  // not remove would keep ticking (or corrupt the heap).
+  goro::Ticker ticker(std::chrono::microseconds(20));
+  const int n = static_cast<int>(goro_test::scaled(20'000, 5'000, 1'000));
+  auto hammer = [&](int seed) {
+    for (int i = 0; i < n; ++i) {
+      if ((i + seed) % 3 == 0) ticker.stop();
+      else ticker.reset(std::chrono::microseconds(5 + (i * 7 + seed) % 40));
+    }
+  };
+  std::thread a(hammer, 0), b(hammer, 1);
+  int ticks = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (ticker.channel().try_recv()) ++ticks;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  a.join();
+  b.join();
+  INFO("ticks seen while racing: " << ticks);
+  ticker.reset(std::chrono::microseconds(20));  // still a working ticker
+  CHECK(ticker.channel().recv());
+  ticker.stop();
+  while (ticker.channel().try_recv()) {
+  }
+  std::this_thread::sleep_for(5ms);
+  CHECK(!ticker.channel().try_recv());
+}
+
 TEST_CASE("timers work on plain threads without a runtime", "[time][threads]") {
   auto start = std::chrono::steady_clock::now();
   CHECK(goro::after(5ms).recv());

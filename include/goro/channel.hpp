@@ -98,10 +98,30 @@ struct ChanOps {
   throw channel_closed("goro: send on closed channel");
 }
 
+// ChannelValue<T> checks, with a message that says what to write instead,
+// that T can travel through a channel: an object type, moved by
+// construction, neither const nor a C array.
+template <class T>
+struct ChannelValue {
+  static_assert(!std::is_void_v<T>,
+                "goro::Channel<void>: for a signal channel (Go's chan struct{}) use goro::Channel<goro::Unit>");
+  static_assert(!std::is_reference_v<T>,
+                "goro::Channel<T&>: a channel carries values; send a pointer or std::reference_wrapper<T>");
+  static_assert(!std::is_array_v<T>, "goro::Channel<T[N]>: a C array cannot be moved; use std::array<T, N>");
+  static_assert(!std::is_const_v<T> && !std::is_volatile_v<T>,
+                "goro::Channel<const T>: values are moved through a channel, so T cannot be const or volatile; use goro::Channel<T>");
+  static_assert(std::is_void_v<T> || std::is_reference_v<T> || std::is_array_v<T> ||
+                    std::is_move_constructible_v<T>,
+                "goro::Channel<T>: T must be move-constructible (or copy-constructible)");
+  static constexpr bool ok = true;
+};
+
 // ChannelHandle is what every channel handle has: a shared state (null for
 // the nil channel) and the queries that need no direction.
 template <class T>
 class ChannelHandle {
+  static_assert(ChannelValue<T>::ok);
+
  public:
   using value_type = T;
 

@@ -169,6 +169,14 @@ auto run(F&& main, Options options = {}) -> std::invoke_result_t<F> {
 // running; otherwise it throws std::logic_error.
 template <class F, class... A>
 void go(F&& f, A&&... args) {
+  static_assert((std::is_constructible_v<std::decay_t<A>, A> && ...),
+                "goro::go: arguments are decay-copied into the fiber, as with std::thread: "
+                "std::move a move-only argument, or pass std::ref to share one");
+  static_assert(sizeof...(A) != 0 || std::is_invocable_v<std::decay_t<F>&>,
+                "goro::go: f must be callable with no arguments");
+  static_assert(sizeof...(A) == 0 || std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...>,
+                "goro::go: f cannot be called with these arguments; they reach it as rvalue copies, "
+                "as with std::thread (a parameter taking T& needs std::ref)");
   detail::Runtime* rt = detail::current_runtime();
   if (!rt) throw std::logic_error("goro::go: no runtime is running (call it inside goro::run)");
   if (!detail::current_worker()) detail::Parker::current();  // a plain thread joins the deadlock count

@@ -57,6 +57,9 @@ void invoke_recv_handler(H& handler, std::optional<T>& slot) {
   if constexpr (std::is_invocable_v<H&, std::optional<T>>) {
     handler(std::move(slot));
   } else if constexpr (std::is_invocable_v<H&, T>) {
+    static_assert(requires { T{}; },
+                  "goro::recv: a handler taking T gets T{} when the channel is closed (Go's zero value), "
+                  "and this T cannot be made with T{}; take std::optional<T> instead");
     if (slot) handler(std::move(*slot));
     else handler(T{});  // Go's zero value for a closed channel
   } else {

@@ -11,19 +11,22 @@
 // Timers park fibers, not threads, and fire within about a millisecond of
 // their deadline under load. Thread-safety: Timer and Ticker may be used from
 // any fiber or thread; like Go's, one Timer should not be reset and stopped
-// concurrently from several places.
+// concurrently from several places. A Ticker's stop() and reset() may race
+// each other and its ticks.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "channel.hpp"
 #include "detail/deadline.hpp"
+#include "detail/spin_lock.hpp"
 #include "detail/timer_heap.hpp"
 #include "detail/timer_service.hpp"
 
@@ -35,11 +38,17 @@ namespace detail {
 
 // TimerState is shared by a Timer/Ticker handle and the timer heap: each
 // holds one reference (the heap's while the node is queued or firing).
+//
+// A ticker's fire() (on the timer thread) schedules the next tick while its
+// handle may stop or reset it (on any thread): `lock` makes the two
+// exclusive, so exactly one of them queues the node. Lock order: `lock`,
+// then the timer heap's.
 struct TimerState {
   TimerNode node;
   Channel<TimePoint> channel{1};
-  std::int64_t period = 0;  // 0: one-shot
-  std::atomic<bool> stopped{false};
+  SpinLock lock;
+  std::int64_t period = 0;  // 0: one-shot; guarded by lock
+  bool stopped = false;     // guarded by lock
   std::atomic<int> refs{1};
 
   TimerState() {
@@ -66,15 +75,31 @@ struct TimerState {
   }
   void fire() {
     channel.try_send(std::chrono::steady_clock::now());  // a full channel drops the tick, as Go's
-    if (period > 0 && !stopped.load(std::memory_order_seq_cst)) {
-      // The next tick is a period after this one's deadline, or a period
-      // from now if that has passed.
-      const std::chrono::nanoseconds step(period);
-      const std::int64_t next = deadline_plus(node.when, step);
-      schedule_at(next > now_ns() ? next : deadline_from_now(step));
-      if (stopped.load(std::memory_order_seq_cst)) unschedule();  // raced with stop()
+    {
+      std::lock_guard guard(lock);
+      // A ticker's next tick is a period after this one's deadline, or a
+      // period from now if that has passed; unless it was stopped, or reset
+      // (which queued the node again) since this tick came due.
+      if (period > 0 && !stopped && !timers().contains(&node)) {
+        const std::chrono::nanoseconds step(period);
+        const std::int64_t next = deadline_plus(node.when, step);
+        schedule_at(next > now_ns() ? next : deadline_from_now(step));
+      }
     }
     unref();
+  }
+  // stop_ticking() and restart_ticking() are a Ticker's stop() and reset().
+  void stop_ticking() noexcept {
+    std::lock_guard guard(lock);
+    stopped = true;
+    unschedule();
+  }
+  void restart_ticking(std::int64_t period_ns) {
+    std::lock_guard guard(lock);
+    period = period_ns;
+    stopped = false;
+    unschedule();
+    schedule_at(deadline_from_now(std::chrono::nanoseconds(period_ns)));
   }
   void unref() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -172,23 +197,34 @@ class Ticker {
   // stop() turns the ticker off; no more ticks are sent. It does not close
   // the channel. On a moved-from Ticker it does nothing.
   void stop() noexcept {
-    if (!state_) return;
-    state_->stopped.store(true, std::memory_order_seq_cst);
-    state_->unschedule();
+    if (state_) state_->stop_ticking();
+  }
+  // reset() (Go's Ticker.Reset) stops the ticker and restarts it with a new
+  // period: the next tick comes `period` from now. It works on a stopped
+  // ticker too. Like Go's, it does not drain a tick already sent on
+  // channel(). Throws std::invalid_argument for a non-positive period and
+  // std::logic_error on a moved-from Ticker, changing nothing.
+  template <class Rep, class Period>
+  void reset(std::chrono::duration<Rep, Period> period) {
+    const std::int64_t period_ns = checked_period(detail::to_ns_saturated(period).count(), "goro::Ticker::reset()");
+    detail::live_state(state_, "Ticker", "reset()")->restart_ticking(period_ns);
   }
 
  private:
   // Checks the period before allocating anything.
   Ticker(std::int64_t period_ns, int) {
-    if (period_ns <= 0) throw std::invalid_argument("goro::Ticker: non-positive period");
+    checked_period(period_ns, "goro::Ticker");
     state_ = new detail::TimerState();
-    state_->period = period_ns;
-    state_->schedule_at(detail::deadline_from_now(std::chrono::nanoseconds(period_ns)));
+    state_->restart_ticking(period_ns);
+  }
+  static std::int64_t checked_period(std::int64_t period_ns, const char* what) {
+    if (period_ns <= 0) throw std::invalid_argument(std::string(what) + ": non-positive period");
+    return period_ns;
   }
 
   void release() noexcept {
     if (!state_) return;
-    stop();
+    state_->stop_ticking();
     state_->unref();
     state_ = nullptr;
   }

@@ -4,17 +4,23 @@
 #include <goro/select.hpp>
 
 #include <chrono>
+#include <optional>
 
 #ifndef GORO_MISUSE
 #define GORO_MISUSE 0
 #endif
 
-void misuse(goro::Channel<int> c, goro::RecvChannel<int> r) {
+struct NoDefault {
+  explicit NoDefault(int) {}
+};
+
+void misuse(goro::Channel<int> c, goro::RecvChannel<int> r, goro::Channel<NoDefault> nd) {
   using namespace std::chrono_literals;
 #if GORO_MISUSE == 0
   goro::select(goro::recv(c), goro::default_case());
   goro::select(goro::recv(c), goro::timeout(1ms));
   goro::select(goro::recv(r), goro::send(c, 1));
+  goro::select(goro::recv(nd, [](std::optional<NoDefault>) {}), goro::recv(nd));
 #elif GORO_MISUSE == 1
   goro::select(goro::recv(c), goro::timeout(1ms), goro::default_case());  // timeout and default
 #elif GORO_MISUSE == 2
@@ -23,5 +29,7 @@ void misuse(goro::Channel<int> c, goro::RecvChannel<int> r) {
   goro::select(goro::recv(c), goro::timeout(1ms), goro::timeout(2ms));  // two timeouts
 #elif GORO_MISUSE == 4
   goro::select(goro::send(r, 1));  // send on a receive-only channel
+#elif GORO_MISUSE == 5
+  goro::select(goro::recv(nd, [](NoDefault) {}));  // no T{} for a closed channel
 #endif
 }
