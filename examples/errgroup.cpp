@@ -48,7 +48,9 @@ int main() {
     };
     auto [group, ctx] = goro::ErrGroup::with_context(goro::background());
     for (const Site& site : sites) {
-      group.go([ctx, site] { fetch(ctx, site); });  // capture copies: the fibers outlive this loop iteration
+      // Capture copies: the fibers outlive this loop iteration. (`ctx = ctx`:
+      // clang before 16 cannot capture a structured binding by name.)
+      group.go([ctx = ctx, site] { fetch(ctx, site); });
     }
     try {
       group.wait();  // rethrows the first exception (or returns the first error_code)

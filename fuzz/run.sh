@@ -17,13 +17,7 @@ sanitize=${FUZZ_SANITIZE:-address,undefined}
 dir=${FUZZ_BUILD_DIR:-build-fuzz}
 jobs=${FUZZ_JOBS:-1}
 
-scripts/deps.sh core  # g++, Boost.Context
-if ! command -v clang++ >/dev/null 2>&1; then
-  echo "fuzz/run.sh: installing clang"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends clang >/dev/null
-fi
+scripts/deps.sh clang  # clang, Boost.Context
 
 mkdir -p "$dir/corpus"
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer "-fsanitize=fuzzer${sanitize:+,$sanitize}")

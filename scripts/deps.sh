@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages goro's builds need, only when they are missing.
-# Usage: scripts/deps.sh [core|bench|all]   (default: core)
+# Usage: scripts/deps.sh [core|clang|bench|all]   (default: core)
 set -euo pipefail
 set_name=${1:-core}
 pkgs=(g++ cmake make libboost-context-dev catch2 pkg-config)
 case "$set_name" in
   core) ;;
+  clang) pkgs+=(clang) ;;
   bench) pkgs+=(libbenchmark-dev golang-go libboost-fiber-dev gnuplot-nox) ;;
   all) pkgs+=(libbenchmark-dev golang-go libboost-fiber-dev gnuplot-nox clang) ;;
   *) echo "deps.sh: unknown set '$set_name'" >&2; exit 2 ;;

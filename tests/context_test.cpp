@@ -470,8 +470,8 @@ TEST_CASE("Context handles are safe to use concurrently", "[context][threads]") 
         }
         // Cancel racing with creation on a plain thread.
         auto [racy, cancel_racy] = goro::with_cancel(parent);
-        std::thread t([&, c = cancel_racy] {
-          for (int i = 0; i < rounds; ++i) auto unused = goro::with_cancel(racy);
+        std::thread t([&, r = racy, c = cancel_racy] {
+          for (int i = 0; i < rounds; ++i) auto unused = goro::with_cancel(r);
           c();
         });
         wg.wait();
@@ -570,7 +570,7 @@ TEST_CASE("cause: no cause (nullptr, empty error_code, plain CancelFunc) falls b
   CHECK(code_of(goro::cause(c_child)) == goro::errc::canceled);
 
   auto [d, cancel_d] = goro::with_timeout(goro::background(), 1ms);
-  REQUIRE(wait_until([&] { return static_cast<bool>(d.err()); }));
+  REQUIRE(wait_until([d = d] { return static_cast<bool>(d.err()); }));
   CHECK(code_of(goro::cause(d)) == goro::errc::deadline_exceeded);
   cancel_d();
 

@@ -194,10 +194,10 @@ TEST_CASE("deadlines saturate: the largest durations and time points never fire,
         CHECK(goro::after(hours::min()).recv());
         goro::this_fiber::sleep_for(duration<double>(std::numeric_limits<double>::quiet_NaN()));
         goro::this_fiber::sleep_for(duration<double>(-std::numeric_limits<double>::infinity()));
-        goro::Timer forever(duration<double>(std::numeric_limits<double>::infinity()));
+        goro::Timer forever{duration<double>(std::numeric_limits<double>::infinity())};
         CHECK(forever.stop());  // still armed
         // 32-bit counts convert exactly where they fit and saturate where not.
-        goro::Timer hours32(duration<int, std::ratio<3600>>(std::numeric_limits<int>::max()));
+        goro::Timer hours32{duration<int, std::ratio<3600>>(std::numeric_limits<int>::max())};
         CHECK(hours32.stop());
         auto [ms32, cancel_ms32] =
             goro::with_timeout(goro::background(), duration<int, std::milli>(std::numeric_limits<int>::max()));

@@ -3,7 +3,7 @@
 // optional Context cancelled on that failure.
 //
 //   auto [group, ctx] = goro::ErrGroup::with_context(parent);
-//   for (auto& url : urls) group.go([ctx, url] { return fetch(ctx, url); });
+//   for (auto& url : urls) group.go([ctx = ctx, url] { return fetch(ctx, url); });
 //   if (std::error_code e = group.wait()) ...;   // or wait() rethrows
 //
 // Design. An ErrGroup is a handle on shared state (copies name the same
