@@ -410,6 +410,31 @@ TEST_CASE("a full buffer's parked sender whose value cannot move in retries, and
       with_workers(1));
 }
 
+TEST_CASE("when a full buffer's first parked sender cannot move in, the next one is tried",
+          "[channel][throwing-move]") {
+  // Senders may wait only while the buffer is full. A receive that frees a
+  // slot must fill it from the parked senders until one succeeds (or none is
+  // left), or a sender could stay parked beside an empty buffer while
+  // receivers park too.
+  goro_test::MoveBudget budget;
+  goro::run(
+      [&] {
+        goro::Channel<goro_test::FlakyMove> c(1);
+        c.send(goro_test::FlakyMove(0, budget));
+        for (int id : {1, 2}) goro::go([&c, &budget, id] { c.send(goro_test::FlakyMove(id, budget)); });
+        goro::this_fiber::yield();  // both senders park on the full buffer
+        budget.moves_left = 1;      // the head moves out; neither sender's value moves in
+        CHECK(c.recv()->value == 0);
+        budget.moves_left = -1;
+        // Both senders were sent back to retry; both values arrive.
+        const int first = c.recv()->value;
+        const int second = c.recv()->value;
+        CHECK(first + second == 3);
+        CHECK(first != second);
+      },
+      with_workers(1));
+}
+
 TEST_CASE("a value whose second move throws is not lost between the buffer and the caller",
           "[channel][throwing-move]") {
   // recv() moves the head once, straight into the value it returns.

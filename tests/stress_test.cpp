@@ -562,7 +562,7 @@ TEST_CASE("stress: moves that throw lose, duplicate and strand nothing", "[stres
   goro::run(
       [&] {
         using goro_test::FlakyMove;
-        goro::Channel<FlakyMove> unbuffered, buffered(2);
+        goro::Channel<FlakyMove> unbuffered, buffered(1);
         auto note = [&](const std::optional<FlakyMove>& v) {
           if (v) received[static_cast<std::size_t>(v->value)].fetch_add(1);
           return v.has_value();

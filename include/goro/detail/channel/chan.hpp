@@ -26,7 +26,8 @@
 // empty slot as it was. The one move made on a partner's behalf after the
 // caller's own operation completed, a parked sender's value into a freed
 // buffer slot, is not the caller's failure: the sender is sent back and
-// makes the move again itself, so the exception, if it recurs, is its own.
+// makes the move again itself, so the exception, if it recurs, is its own;
+// the next parked sender is tried in its place, so the invariants hold.
 //
 // Lock: `lock` guards buffer, sendq, recvq, closed and every queued waiter's
 // fields. The mirrors (closed_flag, count, waiting senders/receivers) are
@@ -206,7 +207,7 @@ class ChanState : public ChanBase {
         // throws, nothing has changed), then the first sender's value into
         // the freed tail, so FIFO order holds.
         buffer_.pop_into(out);
-        if (ChanWaiter<T>* s = sendq_.take(wake)) refill_from(s);
+        refill_from_senders(wake);
         sync_mirrors();
         return RecvStatus::value;
       }
@@ -261,14 +262,19 @@ class ChanState : public ChanBase {
       }
     }
   }
-  // refill_from() moves the claimed sender s's value into the buffer's free
-  // tail. If that move throws, s is sent back and makes it again itself: the
-  // receiver's own operation has already succeeded.
-  void refill_from(ChanWaiter<T>* s) noexcept {
-    try {
-      buffer_.push(std::move(*s->send_value));
-    } catch (...) {
-      send_back(s);
+  // refill_from_senders() fills the slot a receive just freed with the
+  // first parked sender's value. A sender whose move throws is sent back (it
+  // makes the move again itself: the receiver's own operation has already
+  // succeeded) and the next one is tried, so that senders never wait beside
+  // a buffer with room (the invariant above).
+  void refill_from_senders(WakeList& wake) noexcept {
+    while (ChanWaiter<T>* s = sendq_.take(wake)) {
+      try {
+        buffer_.push(std::move(*s->send_value));
+        return;
+      } catch (...) {
+        send_back(s);
+      }
     }
   }
   // send_back(): the claimed waiter w wakes to start its operation over (a
