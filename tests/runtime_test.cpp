@@ -28,6 +28,56 @@ TEST_CASE("run returns main's result", "[runtime]") {
   CHECK(side == 1);
 }
 
+// Overloaded on its value category, so the test sees which one was called.
+struct CategoryProbe {
+  int* lvalue_calls;
+  int& target;
+  std::string operator()() & { ++*lvalue_calls; return "lvalue"; }
+  int& operator()() && { return target; }
+};
+
+TEST_CASE("run returns what main returns: invoked as passed, references included", "[runtime]") {
+  const std::size_t workers = GORO_WORKERS();
+  int lvalue_calls = 0;
+  int target = 3;
+  // An rvalue main is invoked as an rvalue: invoke_result_t<F> is int&.
+  int& same = goro::run(CategoryProbe{&lvalue_calls, target}, with_workers(workers));
+  CHECK(&same == &target);
+  // An lvalue main is invoked as an lvalue.
+  CategoryProbe probe{&lvalue_calls, target};
+  CHECK(goro::run(probe, with_workers(workers)) == "lvalue");
+  CHECK(lvalue_calls == 1);
+  const int& constant = goro::run([&target]() -> const int& { return target; }, with_workers(workers));
+  CHECK(&constant == &target);
+  CHECK(goro::run([]() -> const std::string { return "const value"; }, with_workers(workers)) == "const value");
+}
+
+TEST_CASE("go invokes its decay-copied callable as an rvalue, as std::thread does", "[runtime]") {
+  const std::size_t workers = GORO_WORKERS();
+  struct RvalueOnly {
+    std::atomic<int>* calls;
+    void operator()() && { ++*calls; }
+  };
+  std::atomic<int> calls{0};
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        wg.add(2);
+        goro::go([&wg](RvalueOnly f) { std::move(f)(); wg.done(); }, RvalueOnly{&calls});
+        goro::go([&wg, f = RvalueOnly{&calls}]() mutable { std::move(f)(); wg.done(); });
+        wg.wait();
+        wg.add(1);
+        struct DoneOnRvalue {
+          goro::WaitGroup* wg;
+          void operator()() && { wg->done(); }
+        };
+        goro::go(DoneOnRvalue{&wg});  // no arguments: still an rvalue call
+        wg.wait();
+      },
+      with_workers(workers));
+  CHECK(calls == 2);
+}
+
 TEST_CASE("run can run again after it returned", "[runtime]") {
   for (int i = 0; i < 20; ++i) CHECK(goro::run([i] { return i; }, with_workers(2)) == i);
 }

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -102,18 +103,28 @@ inline std::size_t resolve_workers(std::size_t requested) {
   return n ? n : 1;
 }
 
-// Result slot for run(): void results need no storage.
+// Result slot for run(): main is invoked once, as run() received it (so
+// invoke_result_t<F> is what it returns); a reference result is kept as the
+// address it names, a void result needs no storage.
 template <class R>
 struct RunResult {
   std::optional<R> value;
   template <class F>
-  void produce(F& f) { value.emplace(std::invoke(f)); }
+  void produce(F&& f) { value.emplace(std::invoke(std::forward<F>(f))); }
   R take() { return std::move(*value); }
+};
+template <class R>
+  requires std::is_reference_v<R>
+struct RunResult<R> {
+  std::remove_reference_t<R>* target = nullptr;
+  template <class F>
+  void produce(F&& f) { target = std::addressof(static_cast<R>(std::invoke(std::forward<F>(f)))); }
+  R take() { return static_cast<R>(*target); }
 };
 template <>
 struct RunResult<void> {
   template <class F>
-  void produce(F& f) { std::invoke(f); }
+  void produce(F&& f) { std::invoke(std::forward<F>(f)); }
   void take() {}
 };
 
@@ -158,7 +169,7 @@ auto run(F&& main, Options options = {}) -> std::invoke_result_t<F> {
   }
   detail::RunResult<R> result;
   detail::Runtime runtime(config);
-  runtime.spawn([&result, &main] { result.produce(main); }, /*is_main=*/true);
+  runtime.spawn([&result, &main] { result.produce(std::forward<F>(main)); }, /*is_main=*/true);
   runtime.start();
   runtime.wait_and_stop();
   return result.take();
@@ -172,8 +183,8 @@ void go(F&& f, A&&... args) {
   static_assert((std::is_constructible_v<std::decay_t<A>, A> && ...),
                 "goro::go: arguments are decay-copied into the fiber, as with std::thread: "
                 "std::move a move-only argument, or pass std::ref to share one");
-  static_assert(sizeof...(A) != 0 || std::is_invocable_v<std::decay_t<F>&>,
-                "goro::go: f must be callable with no arguments");
+  static_assert(sizeof...(A) != 0 || std::is_invocable_v<std::decay_t<F>>,
+                "goro::go: f must be callable with no arguments (as an rvalue copy, as with std::thread)");
   static_assert(sizeof...(A) == 0 || std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...>,
                 "goro::go: f cannot be called with these arguments; they reach it as rvalue copies, "
                 "as with std::thread (a parameter taking T& needs std::ref)");
@@ -181,7 +192,7 @@ void go(F&& f, A&&... args) {
   if (!rt) throw std::logic_error("goro::go: no runtime is running (call it inside goro::run)");
   if (!detail::current_worker()) detail::Parker::current();  // a plain thread joins the deadlock count
   if constexpr (sizeof...(A) == 0) {
-    rt->spawn([fn = std::decay_t<F>(std::forward<F>(f))]() mutable { std::invoke(fn); });
+    rt->spawn([fn = std::decay_t<F>(std::forward<F>(f))]() mutable { std::invoke(std::move(fn)); });
   } else {
     rt->spawn([fn = std::decay_t<F>(std::forward<F>(f)),
                tup = std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)]() mutable {
