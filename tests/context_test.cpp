@@ -863,10 +863,57 @@ TEST_CASE("after_func: stop racing cancel: each f either stopped or run, never b
   CHECK(ran.load() + stopped == rounds * per_round);
 }
 
+TEST_CASE("after_func: a move-only f runs once as an rvalue, or is destroyed unrun", "[context][after_func]") {
+  const std::size_t workers = GORO_WORKERS();
+  // Owned counts the objects alive, so every path must destroy what f owns.
+  struct Owned {
+    std::atomic<int>* alive;
+    explicit Owned(std::atomic<int>* a) : alive(a) { ++*alive; }
+    ~Owned() { --*alive; }
+  };
+  struct RunOnce {
+    std::unique_ptr<Owned> owned;
+    goro::Channel<int> ran;
+    void operator()() && { ran.send(42); }
+  };
+  std::atomic<int> alive{0};
+  goro::run(
+      [&] {
+        goro::Channel<int> ran(3);
+        {  // cancelled: runs, then its fiber destroys it
+          auto [ctx, cancel] = goro::with_cancel(goro::background());
+          goro::after_func(ctx, RunOnce{std::make_unique<Owned>(&alive), ran});
+          cancel();
+          CHECK(ran.recv() == 42);
+        }
+        {  // stopped first: destroyed unrun
+          auto [ctx, cancel] = goro::with_cancel(goro::background());
+          goro::StopFunc stop = goro::after_func(ctx, RunOnce{std::make_unique<Owned>(&alive), ran});
+          CHECK(stop());
+          cancel();
+        }
+        {  // never cancellable: dropped at once
+          goro::after_func(goro::background(), RunOnce{std::make_unique<Owned>(&alive), ran});
+        }
+        {  // a move-only lambda
+          auto [ctx, cancel] = goro::with_cancel(goro::background());
+          goro::after_func(ctx, [p = std::make_unique<int>(7), ran]() mutable { ran.send(*p); });
+          cancel();
+          CHECK(ran.recv() == 7);
+        }
+        goro::this_fiber::sleep_for(5ms);  // room for a wrong extra run, and for the fibers to exit
+        CHECK(ran.size() == 0);
+      },
+      with_workers(workers));
+  CHECK(alive == 0);
+}
+
 TEST_CASE("after_func: an empty function throws std::invalid_argument", "[context][after_func][misuse]") {
   auto [ctx, cancel] = goro::with_cancel(goro::background());
   CHECK_THROWS_AS(goro::after_func(ctx, std::function<void()>()), std::invalid_argument);
   CHECK_THROWS_WITH(goro::after_func(ctx, nullptr), Catch::Contains("goro::after_func"));
+  void (*null_function)() = nullptr;
+  CHECK_THROWS_AS(goro::after_func(ctx, null_function), std::invalid_argument);
   goro::StopFunc none;
   CHECK_FALSE(none());
   cancel();

@@ -338,8 +338,12 @@ class StopFunc {
 // For a context that can never be done (background(), without_cancel()), f
 // is dropped at once.
 //
-// Throws std::invalid_argument if f is empty.
-StopFunc after_func(const Context& ctx, std::function<void()> f);
+// f is decay-copied (moved from an rvalue) and may be move-only; it is
+// called once, as an rvalue, with no arguments. Throws
+// std::invalid_argument if f is empty (a null std::function or function
+// pointer).
+template <class F>
+StopFunc after_func(const Context& ctx, F&& f);
 
 // ---------------------------------------------------------------------------
 
@@ -467,20 +471,41 @@ inline bool StopFunc::operator()() const noexcept {
   return true;
 }
 
-inline StopFunc after_func(const Context& ctx, std::function<void()> f) {
-  if (!f) throw std::invalid_argument("goro::after_func: f is an empty std::function");
-  auto entry = std::make_shared<detail::AfterFuncEntry>(std::move(f));
-  detail::CancelNode* c = ctx.node()->canceller;
+namespace detail {
+
+// register_after_func() is after_func() once f is known to be a callable.
+inline StopFunc register_after_func(const Context& ctx, AfterFuncTask f) {
+  auto entry = std::make_shared<AfterFuncEntry>(std::move(f));
+  CancelNode* c = ctx.node()->canceller;
   if (!c) {  // never done: f can never run
-    entry->claim(detail::AfterFuncEntry::State::released);
-    entry->fn = nullptr;
+    entry->claim(AfterFuncEntry::State::released);
+    entry->fn.reset();
     return StopFunc(std::move(entry));
   }
   entry->owner = c->self();
-  if (!c->add_after_func(entry) && entry->claim(detail::AfterFuncEntry::State::started)) {
-    detail::launch_after_func(std::move(entry->fn));  // already done: start it now
+  if (!c->add_after_func(entry) && entry->claim(AfterFuncEntry::State::started)) {
+    launch_after_func(std::move(entry->fn));  // already done: start it now
   }
   return StopFunc(std::move(entry));
+}
+
+}  // namespace detail
+
+template <class F>
+StopFunc after_func(const Context& ctx, F&& f) {
+  using Fn = std::decay_t<F>;
+  constexpr bool kNull = std::is_null_pointer_v<Fn>;  // after_func(ctx, nullptr): empty, as a null std::function
+  static_assert(kNull || std::is_constructible_v<Fn, F>,
+                "goro::after_func: f is decay-copied: std::move a move-only callable in");
+  static_assert(kNull || std::is_invocable_v<Fn>, "goro::after_func: f must be callable with no arguments");
+  if constexpr (kNull) {
+    throw std::invalid_argument("goro::after_func: f is empty (nullptr)");
+  } else {
+    if constexpr (std::is_constructible_v<bool, const Fn&>) {
+      if (!static_cast<bool>(f)) throw std::invalid_argument("goro::after_func: f is empty (a null function)");
+    }
+    return detail::register_after_func(ctx, detail::AfterFuncTask(std::forward<F>(f)));
+  }
 }
 
 }  // namespace goro

@@ -20,6 +20,10 @@
 // on a new detached std::thread. It never runs on the canceller itself,
 // except as a last resort when neither a fiber nor a thread can be created:
 // cancel() must not fail half-way through a tree because memory ran out.
+//
+// The function is held as an AfterFuncTask, a move-only erasure (C++23's
+// std::move_only_function, which C++20 lacks), so f may own what it
+// captures (a std::unique_ptr, a socket) as Go's closures do.
 #pragma once
 
 #include <atomic>
@@ -28,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "scheduler.hpp"
@@ -36,10 +41,39 @@ namespace goro::detail {
 
 class CancelNode;
 
+// AfterFuncTask holds one void() callable, move-only; calling it calls the
+// callable once, as an rvalue. Not thread-safe: one owner at a time.
+class AfterFuncTask {
+ public:
+  AfterFuncTask() noexcept = default;
+  template <class F>
+    requires(!std::is_same_v<std::decay_t<F>, AfterFuncTask>)
+  explicit AfterFuncTask(F&& f) : held_(std::make_unique<Held<std::decay_t<F>>>(std::forward<F>(f))) {}
+
+  explicit operator bool() const noexcept { return held_ != nullptr; }
+  void operator()() { held_->run(); }
+  // reset() destroys the callable now.
+  void reset() noexcept { held_.reset(); }
+
+ private:
+  struct Base {
+    virtual ~Base() = default;
+    virtual void run() = 0;
+  };
+  template <class F>
+  struct Held final : Base {
+    template <class G>
+    explicit Held(G&& g) : f(std::forward<G>(g)) {}
+    void run() override { std::invoke(std::move(f)); }
+    F f;
+  };
+  std::unique_ptr<Base> held_;
+};
+
 struct AfterFuncEntry {
   enum class State : std::uint8_t { pending, started, stopped, released };
 
-  explicit AfterFuncEntry(std::function<void()> f) noexcept : fn(std::move(f)) {}
+  explicit AfterFuncEntry(AfterFuncTask f) noexcept : fn(std::move(f)) {}
 
   // claim() moves pending -> `to`; true if this caller now owns `fn`.
   bool claim(State to) noexcept {
@@ -51,7 +85,7 @@ struct AfterFuncEntry {
     State s = state.load(std::memory_order_acquire);
     while (s == State::pending || s == State::released) {
       if (state.compare_exchange_weak(s, State::stopped, std::memory_order_acq_rel)) {
-        if (s == State::pending) fn = nullptr;  // ours now; a released entry has none
+        if (s == State::pending) fn.reset();  // ours now; a released entry has none
         return true;
       }
     }
@@ -59,7 +93,7 @@ struct AfterFuncEntry {
   }
 
   std::atomic<State> state{State::pending};
-  std::function<void()> fn;  // owned by whoever moved `state` out of pending
+  AfterFuncTask fn;  // owned by whoever moved `state` out of pending
   std::weak_ptr<CancelNode> owner;
 
   // Links in owner's list and the list's reference, guarded by owner's lock.
@@ -72,7 +106,7 @@ struct AfterFuncEntry {
 // there is one that is not shutting down (a fiber spawned then might never
 // run). Off the runtime's workers, g_runtime_entry keeps the runtime from
 // being destroyed between the check and the spawn.
-inline bool spawn_after_func(const std::shared_ptr<std::function<void()>>& task) {
+inline bool spawn_after_func(const std::shared_ptr<AfterFuncTask>& task) {
   auto body = [task] { (*task)(); };
   if (Worker* w = current_worker()) {  // a worker's runtime lives while it runs
     if (w->rt->stopping()) return false;
@@ -88,10 +122,10 @@ inline bool spawn_after_func(const std::shared_ptr<std::function<void()>>& task)
 
 // launch_after_func() runs `f` in its own fiber, else its own thread, else
 // (out of memory or threads) right here. noexcept: it runs inside cancel().
-inline void launch_after_func(std::function<void()>&& f) noexcept {
-  std::shared_ptr<std::function<void()>> task;
+inline void launch_after_func(AfterFuncTask&& f) noexcept {
+  std::shared_ptr<AfterFuncTask> task;
   try {
-    task = std::make_shared<std::function<void()>>(std::move(f));
+    task = std::make_shared<AfterFuncTask>(std::move(f));
     if (spawn_after_func(task)) return;
     std::thread([task] { (*task)(); }).detach();
     return;

@@ -505,7 +505,7 @@ inline void CancelNode::release_after_funcs() noexcept {
   while (AfterFuncEntry* e = first_after_) {
     first_after_ = e->next;
     std::shared_ptr<AfterFuncEntry> list_ref = std::move(e->self);
-    if (e->claim(AfterFuncEntry::State::released)) e->fn = nullptr;
+    if (e->claim(AfterFuncEntry::State::released)) e->fn.reset();
   }
 }
 
