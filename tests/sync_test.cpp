@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -1224,6 +1225,37 @@ TEST_CASE("ErrGroup: the first failure is the context's cause", "[errgroup][cont
         }
       },
       with_workers(workers));
+}
+
+TEST_CASE("WaitGroup::go and ErrGroup::go call their copy of f once, as an rvalue; move-only f is fine",
+          "[waitgroup][errgroup]") {
+  const std::size_t workers = GORO_WORKERS();
+  struct Tally {  // callable only as an rvalue, and move-only
+    std::unique_ptr<int> weight;
+    std::atomic<int>* total;
+    void operator()() && { *total += *weight; }
+  };
+  struct Failing {
+    std::unique_ptr<int> code;
+    std::error_code operator()() && { return {*code, std::generic_category()}; }
+  };
+  std::atomic<int> total{0};
+  std::error_code failed;
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;
+        wg.go(Tally{std::make_unique<int>(1), &total});
+        wg.go([t = Tally{std::make_unique<int>(10), &total}]() mutable { std::move(t)(); });
+        wg.wait();
+        goro::ErrGroup group;
+        group.go(Tally{std::make_unique<int>(100), &total});
+        CHECK(group.try_go(Tally{std::make_unique<int>(1000), &total}));
+        group.go(Failing{std::make_unique<int>(EIO)});
+        failed = group.wait();
+      },
+      with_workers(workers));
+  CHECK(total == 1111);
+  CHECK(failed == std::error_code(EIO, std::generic_category()));
 }
 
 TEST_CASE("ErrGroup: set_limit bounds concurrency; try_go fails at the limit", "[errgroup]") {

@@ -155,7 +155,9 @@ bool ErrGroup::try_go(F&& f) {
 template <class F>
 void ErrGroup::start(F&& f) {
   using Fn = std::decay_t<F>;
-  using Result = std::invoke_result_t<Fn&>;
+  static_assert(std::is_invocable_v<Fn>,
+                "goro::ErrGroup::go: f must be callable with no arguments (as an rvalue copy, as with goro::go)");
+  using Result = std::invoke_result_t<Fn>;
   static_assert(std::is_void_v<Result> || std::is_same_v<Result, std::error_code>,
                 "goro::ErrGroup::go: f must return void or std::error_code");
   State& s = *state_;
@@ -180,9 +182,9 @@ void ErrGroup::start(F&& f) {
     State& st = *finish.state;
     try {
       if constexpr (std::is_void_v<Result>) {
-        fn();
+        std::invoke(std::move(fn));
       } else {
-        if (std::error_code e = fn()) st.fail(nullptr, e);
+        if (std::error_code e = std::invoke(std::move(fn))) st.fail(nullptr, e);
       }
     } catch (const detail::FiberUnwind&) {
       throw;  // the runtime is stopping this fiber: not a failure of f

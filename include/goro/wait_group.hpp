@@ -5,9 +5,11 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "detail/parker.hpp"
@@ -116,6 +118,8 @@ inline void WaitGroup::wait() {
 
 template <class F>
 void WaitGroup::go(F&& f) {
+  static_assert(std::is_invocable_v<std::decay_t<F>>,
+                "goro::WaitGroup::go: f must be callable with no arguments (as an rvalue copy, as with goro::go)");
   add(1);
   try {
     goro::go([this, fn = std::decay_t<F>(std::forward<F>(f))]() mutable {
@@ -123,7 +127,7 @@ void WaitGroup::go(F&& f) {
         WaitGroup* wg;
         ~DoneOnExit() { wg->done(); }
       } done_on_exit{this};
-      fn();
+      std::invoke(std::move(fn));
     });
   } catch (...) {
     done();
