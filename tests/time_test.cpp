@@ -1,6 +1,7 @@
 // after, Timer and Ticker: Go's time package semantics.
 #include <atomic>
 #include <limits>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -122,6 +123,83 @@ TEST_CASE("Ticker reset and stop racing its ticks leave at most one schedule", "
   }
   std::this_thread::sleep_for(5ms);
   CHECK(!ticker.channel().try_recv());
+}
+
+// timers_due_with() makes `crowd` after() timers due at `due` too, so the
+// timer heap's run_due() takes them all off at once and fires them one by
+// one: a timer it took first waits "in flight" while the crowd fires. Then
+// it spins until `slack` past `due`, into that window.
+std::vector<goro::RecvChannel<goro::TimePoint>> timers_due_with(std::chrono::steady_clock::time_point due,
+                                                                 std::size_t crowd,
+                                                                 std::chrono::microseconds slack) {
+  std::vector<goro::RecvChannel<goro::TimePoint>> others;
+  for (std::size_t i = 0; i < crowd; ++i) others.push_back(goro::after(due - std::chrono::steady_clock::now()));
+  while (std::chrono::steady_clock::now() < due + slack) {
+  }
+  return others;
+}
+
+TEST_CASE("stop, reset and destruction settle a firing in flight: nothing arrives after them", "[time]") {
+  // Go's reuse pattern, `if (!t.stop()) drain; t.reset(d)`, must leave
+  // nothing stale, and no tick may follow Ticker::stop() or a destroyed
+  // Timer, even when stop() comes while the firing is on its way.
+  const int rounds = static_cast<int>(goro_test::scaled(150, 60, 30));
+  int stale_timer = 0, late_tick = 0, late_destroyed = 0, in_flight_seen = 0;
+  goro::run(
+      [&] {
+        for (int r = 0; r < rounds; ++r) {
+          const auto due = std::chrono::steady_clock::now() + 2ms;
+          goro::Timer timer(2ms);
+          std::optional<goro::Ticker> ticker(std::in_place, 2ms);
+          std::optional<goro::Timer> doomed(std::in_place, 2ms);
+          auto tick = ticker->channel();
+          auto doomed_channel = doomed->channel();
+          auto crowd = timers_due_with(due, 2000, std::chrono::microseconds(100 + 50 * (r % 4)));
+          if (!timer.stop()) {
+            ++in_flight_seen;
+            CHECK(timer.channel().try_recv());  // the firing is there by now
+          }
+          timer.reset(1h);
+          ticker->stop();
+          doomed.reset();  // ~Timer
+          (void)tick.try_recv();
+          (void)doomed_channel.try_recv();
+          goro::this_fiber::sleep_for(3ms);
+          if (timer.channel().try_recv()) ++stale_timer;
+          if (tick.try_recv()) ++late_tick;
+          if (doomed_channel.try_recv()) ++late_destroyed;
+        }
+      },
+      with_workers(2));
+  INFO("rounds where stop() came after the firing: " << in_flight_seen);
+  CHECK(stale_timer == 0);
+  CHECK(late_tick == 0);
+  CHECK(late_destroyed == 0);
+}
+
+TEST_CASE("Timer reset racing its own firing keeps the timer heap intact", "[time]") {
+  // reset() of a timer whose firing is in flight must not queue the node
+  // again while run_due's list still holds it: two lists would share it,
+  // one would skip the rest of its timers and both would fire it.
+  const int rounds = static_cast<int>(goro_test::scaled(150, 60, 30));
+  int missing = 0, fired = 0;
+  goro::run(
+      [&] {
+        for (int r = 0; r < rounds; ++r) {
+          const auto due = std::chrono::steady_clock::now() + 2ms;
+          goro::Timer timer(2ms);
+          auto crowd = timers_due_with(due, 2000, std::chrono::microseconds(100 + 50 * (r % 4)));
+          timer.reset(0ns);  // fire again, at once
+          for (auto& c : crowd) {
+            if (goro::select(goro::recv(c), goro::timeout(2s)) != 0) ++missing;
+            if (missing) return;  // one lost timer is enough: do not wait out the rest
+          }
+          if (goro::select(goro::recv(timer.channel()), goro::timeout(2s)) == 0) ++fired;
+        }
+      },
+      with_workers(2));
+  CHECK(missing == 0);
+  CHECK(fired == rounds);
 }
 
 TEST_CASE("timers work on plain threads without a runtime", "[time][threads]") {

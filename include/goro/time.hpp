@@ -22,6 +22,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "channel.hpp"
@@ -39,20 +40,37 @@ namespace detail {
 // TimerState is shared by a Timer/Ticker handle and the timer heap: each
 // holds one reference (the heap's while the node is queued or firing).
 //
-// A ticker's fire() (on the timer thread) schedules the next tick while its
-// handle may stop or reset it (on any thread): `lock` makes the two
-// exclusive, so exactly one of them queues the node. Lock order: `lock`,
-// then the timer heap's.
+// The node's life: idle -> queued (in the heap) -> in flight (run_due took
+// it off the heap and chained it on its `later` list; fire() has not yet
+// sent) -> idle, or queued again by a ticker's fire(). Two rules keep that
+// honest against stop() and reset() on other threads:
+//   - A node in flight is never queued again until its fire() is done with
+//     it: queueing it would relink `later_next` while run_due's list still
+//     holds it (two lists would share the node, and it would fire twice).
+//     fire() clears `in_flight` (under `lock`) before a ticker's reschedule.
+//   - stop(), reset() and the destructors settle a firing in flight before
+//     they return: they wait until its send is done (as Go 1.23's Stop and
+//     Reset do), so the documented "if (!t.stop()) drain" finds the value,
+//     and nothing is sent after stop() returns.
+// A ticker's fire() (on the timer thread) reschedules while its handle may
+// stop or reset it (on any thread): `lock` makes the two exclusive, so
+// exactly one of them queues the node. Lock order: `lock`, then the timer
+// heap's. No one waits for `in_flight` while holding `lock` (fire() needs
+// it to finish).
 struct TimerState {
   TimerNode node;
   Channel<TimePoint> channel{1};
   SpinLock lock;
   std::int64_t period = 0;  // 0: one-shot; guarded by lock
   bool stopped = false;     // guarded by lock
+  // Set by run_due under the heap lock when it takes the node for firing;
+  // cleared by fire() once its send is done.
+  std::atomic<bool> in_flight{false};
   std::atomic<int> refs{1};
 
   TimerState() {
     node.expire = [](TimerNode* n, WakeList&, TimerNode*& later) {
+      from_node(n)->in_flight.store(true, std::memory_order_relaxed);  // ordered by the heap lock
       n->later_next = later;  // the heap's reference moves to run_later
       later = n;
     };
@@ -62,25 +80,42 @@ struct TimerState {
     return reinterpret_cast<TimerState*>(reinterpret_cast<char*>(n) - offsetof(TimerState, node));
   }
 
+  // schedule_at() queues the node: it must be neither queued nor in flight.
   void schedule_at(std::int64_t when) {
     node.when = when;
     refs.fetch_add(1, std::memory_order_relaxed);
     TimerService::instance().schedule(&node);
   }
-  // unschedule() returns true if the node was queued (it had not fired).
-  bool unschedule() noexcept {
+  // dequeue() takes the node off the heap: true if it was queued.
+  bool dequeue() noexcept {
     if (!timers().remove(&node)) return false;
     unref();
     return true;
+  }
+  // settle() waits until no firing is in flight. The node must be off the
+  // heap and unable to get back on (only fire() or this handle requeue it),
+  // and the caller must not hold `lock`.
+  void settle() const noexcept {
+    for (int spins = 0; in_flight.load(std::memory_order_acquire); ++spins) {
+      if (spins < 64) GORO_CPU_RELAX(); else std::this_thread::yield();
+    }
+  }
+  // unschedule() is a Timer's stop(): true if it kept the timer from firing;
+  // false if it had fired (that firing's send done by now) or was stopped.
+  bool unschedule() noexcept {
+    if (dequeue()) return true;
+    settle();
+    return false;
   }
   void fire() {
     channel.try_send(std::chrono::steady_clock::now());  // a full channel drops the tick, as Go's
     {
       std::lock_guard guard(lock);
+      in_flight.store(false, std::memory_order_release);
       // A ticker's next tick is a period after this one's deadline, or a
-      // period from now if that has passed; unless it was stopped, or reset
-      // (which queued the node again) since this tick came due.
-      if (period > 0 && !stopped && !timers().contains(&node)) {
+      // period from now if that has passed; unless it was stopped (a reset
+      // waiting for this tick stops it first, and queues the node itself).
+      if (period > 0 && !stopped) {
         const std::chrono::nanoseconds step(period);
         const std::int64_t next = deadline_plus(node.when, step);
         schedule_at(next > now_ns() ? next : deadline_from_now(step));
@@ -90,16 +125,28 @@ struct TimerState {
   }
   // stop_ticking() and restart_ticking() are a Ticker's stop() and reset().
   void stop_ticking() noexcept {
-    std::lock_guard guard(lock);
-    stopped = true;
-    unschedule();
+    {
+      std::lock_guard guard(lock);
+      stopped = true;  // a tick in flight will not reschedule
+      dequeue();
+    }
+    settle();
   }
   void restart_ticking(std::int64_t period_ns) {
-    std::lock_guard guard(lock);
-    period = period_ns;
-    stopped = false;
-    unschedule();
-    schedule_at(deadline_from_now(std::chrono::nanoseconds(period_ns)));
+    for (;;) {
+      {
+        std::lock_guard guard(lock);
+        dequeue();  // off the heap first: then nothing can set in_flight
+        if (!in_flight.load(std::memory_order_acquire)) {
+          period = period_ns;
+          stopped = false;
+          schedule_at(deadline_from_now(std::chrono::nanoseconds(period_ns)));
+          return;
+        }
+        stopped = true;  // the tick in flight must not reschedule: we will
+      }
+      settle();
+    }
   }
   void unref() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;

@@ -48,11 +48,6 @@ class TimerHeap {
   bool add(TimerNode* node);
   // remove() dequeues `node`; false if it was not queued (it fired, or never was).
   bool remove(TimerNode* node) noexcept;
-  // contains() tells whether `node` is queued now.
-  bool contains(const TimerNode* node) noexcept {
-    std::lock_guard guard(lock_);
-    return node->queued();
-  }
   // run_due() expires every node due at `now`; returns how many.
   std::size_t run_due(std::int64_t now);
   // earliest() is the earliest deadline, or INT64_MAX when none is pending.
