@@ -395,6 +395,60 @@ TEST_CASE("a case passed as an lvalue to the variadic select is rearmed each cal
       with_workers(1));
 }
 
+// count_to() is a generator: the only handle to its channel is the one it
+// returns.
+goro::RecvChannel<int> count_to(int n) {
+  goro::Channel<int> out;
+  goro::go([out, n] {
+    for (int i = 0; i < n; ++i) out.send(i);
+    out.close();
+  });
+  return out;
+}
+
+TEST_CASE("a case made from a temporary channel handle keeps the channel alive", "[select]") {
+  // Run under ASan, a case that kept only a raw pointer reads freed memory:
+  // after(d)'s channel dies when its timer fires, a generator's when the
+  // handle it returned is gone.
+  const std::size_t workers = GORO_WORKERS();
+  goro::run(
+      [] {
+        auto timer_case = goro::recv(goro::after(1ms));
+        goro::this_fiber::sleep_for(10ms);  // the timer has fired, no handle left
+        CHECK(goro::select(timer_case) == 0);
+
+        std::vector<int> got;
+        bool closed = false;
+        auto gen_case = goro::recv(count_to(3), [&](std::optional<int> v) {
+          if (v) got.push_back(*v); else closed = true;
+        });
+        while (!closed) goro::select(gen_case);
+        CHECK(got == std::vector<int>{0, 1, 2});
+
+        int v = 7;
+        auto send_case = goro::send(goro::Channel<int>(1), v);  // the case is the channel's only owner
+        CHECK(goro::select(send_case) == 0);
+
+        std::vector<goro::SelectCase> cases;
+        cases.emplace_back(goro::recv(goro::after(1ms)));
+        std::vector<int> from_gen;
+        cases.emplace_back(goro::recv(count_to(2), [&](std::optional<int> x) {
+          if (x) from_gen.push_back(*x);
+        }));
+        goro::this_fiber::sleep_for(10ms);
+        bool timer_won = false;
+        while (!timer_won || from_gen.size() < 2) {
+          const std::size_t i = goro::select(cases);
+          if (i == 0) {
+            timer_won = true;
+            cases[0] = goro::recv(goro::Channel<goro::TimePoint>(nullptr));  // never again
+          }
+        }
+        CHECK(from_gen == std::vector<int>{0, 1});
+      },
+      with_workers(workers));
+}
+
 // --- Dynamic select: goro::select(std::span<goro::SelectCase>) -----------------
 
 namespace {

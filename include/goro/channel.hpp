@@ -139,6 +139,9 @@ class ChannelHandle {
   // Internal: the shared state (null for nil).
   ChanState<T>* get() const noexcept { return state_.get(); }
   const ChanPtr<T>& state() const noexcept { return state_; }
+  // Internal: the shared state, taken from a handle about to die (a select
+  // case built from a temporary handle keeps its channel alive with it).
+  ChanPtr<T> take_state() && noexcept { return std::move(state_); }
 
  protected:
   ChannelHandle() = default;

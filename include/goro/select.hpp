@@ -90,13 +90,22 @@ class DeferredWaiter {
   };
 };
 
-template <class T, class H>
+// NoChannelKeep: what a case keeps of a channel it names through a handle
+// that outlives it: nothing (the handle keeps the channel alive).
+struct NoChannelKeep {};
+
+// A case made from a temporary handle (after(d), ctx.done(), a function
+// returning a channel) keeps the channel's state itself (Keep = ChanPtr<T>,
+// moved out of the dying handle: no reference-count traffic), so it may be
+// stored and selected on after that handle is gone.
+template <class T, class H, class Keep = NoChannelKeep>
 class RecvCase {
  public:
   static constexpr bool kIsDefault = false;
   static constexpr bool kIsTimeout = false;
 
-  RecvCase(ChanState<T>* chan, H handler) : chan_(chan), handler_(std::move(handler)) {}
+  RecvCase(ChanState<T>* chan, H handler, Keep keep = {})
+      : chan_(chan), handler_(std::move(handler)), keep_(std::move(keep)) {}
 
   ChanBase* channel() const noexcept { return chan_; }
   bool maybe_ready() const noexcept { return chan_ && (!chan_->recv_would_block() || chan_->closed()); }
@@ -125,6 +134,7 @@ class RecvCase {
   H handler_;
   std::optional<T> slot_;
   DeferredWaiter<T> waiter_;
+  [[no_unique_address]] Keep keep_;
 };
 
 // SendCase holds a pointer to the caller's value (which outlives the select
@@ -132,27 +142,29 @@ class RecvCase {
 // itself (Owning). Either way the value is moved only if the case wins.
 //
 // FromRvalue marks a pointer to an rvalue argument: fine for the variadic
-// select (the argument lives until the call returns), but a SelectCase may
-// outlive it, so SelectCase converts such a case to an Owning one first
-// (owning()).
-template <class T, class H, bool Owning = false, bool FromRvalue = false>
+// select when the case is passed straight to it (the argument lives until
+// the call returns), but a case kept for later would outlive it. So select()
+// refuses such a case passed as an lvalue (kRefersToRvalue), and SelectCase
+// converts it to an Owning one first (owning()). Keep: as for RecvCase.
+template <class T, class H, bool Owning = false, bool FromRvalue = false, class Keep = NoChannelKeep>
 class SendCase {
  public:
   static constexpr bool kIsDefault = false;
   static constexpr bool kIsTimeout = false;
+  static constexpr bool kRefersToRvalue = FromRvalue && !Owning;
 
-  SendCase(ChanState<T>* chan, T* value, H handler) requires(!Owning)
-      : chan_(chan), value_(value), handler_(std::move(handler)) {}
+  SendCase(ChanState<T>* chan, T* value, H handler, Keep keep = {}) requires(!Owning)
+      : chan_(chan), value_(value), handler_(std::move(handler)), keep_(std::move(keep)) {}
   template <class V>
-  SendCase(ChanState<T>* chan, V&& value, H handler) requires(Owning)
-      : chan_(chan), value_(std::forward<V>(value)), handler_(std::move(handler)) {}
+  SendCase(ChanState<T>* chan, V&& value, H handler, Keep keep = {}) requires(Owning)
+      : chan_(chan), value_(std::forward<V>(value)), handler_(std::move(handler)), keep_(std::move(keep)) {}
   SendCase(const SendCase&) = delete;
   SendCase& operator=(const SendCase&) = delete;
   SendCase(SendCase&&) = default;  // for SelectCase; never while enqueued
 
   // owning(): the same case holding its value (moved in from the argument).
-  SendCase<T, H, true> owning() && requires(FromRvalue) {
-    return SendCase<T, H, true>(chan_, std::move(*value_), std::move(handler_));
+  SendCase<T, H, true, false, Keep> owning() && requires(FromRvalue) {
+    return SendCase<T, H, true, false, Keep>(chan_, std::move(*value_), std::move(handler_), std::move(keep_));
   }
 
   ChanBase* channel() const noexcept { return chan_; }
@@ -196,7 +208,12 @@ class SendCase {
   H handler_;
   bool hit_closed_ = false;  // the case won against a closed channel
   DeferredWaiter<T> waiter_;
+  [[no_unique_address]] Keep keep_;
 };
+
+// refers_to_rvalue_v<C>: C is a case that points at the rvalue it was made from.
+template <class C>
+inline constexpr bool refers_to_rvalue_v = requires { requires C::kRefersToRvalue; };
 
 // ChannelFreeCase: the select hooks of a case that names no channel.
 template <class H>
@@ -271,23 +288,57 @@ struct CaseTraits<DefaultCase<H>> {
 
 }  // namespace detail
 
-// recv(ch, handler) is `case v := <-ch:`; recv(ch) discards the value.
+namespace detail {
+
+// make_send_case() builds send()'s case over `chan`, keeping `keep`.
+template <class T, class Keep, class V, class H>
+auto make_send_case(ChanState<T>* chan, Keep keep, V&& value, H handler) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<V>, T> && !std::is_const_v<std::remove_reference_t<V>>) {
+    return SendCase<T, H, false, !std::is_lvalue_reference_v<V>, Keep>(chan, &value, std::move(handler),
+                                                                       std::move(keep));
+  } else {
+    return SendCase<T, H, true, false, Keep>(chan, std::forward<V>(value), std::move(handler), std::move(keep));
+  }
+}
+
+// A temporary (non-const rvalue) channel handle, whose state a case takes over.
+template <class C>
+concept TemporaryHandle = !std::is_reference_v<C> && !std::is_const_v<C>;
+
+}  // namespace detail
+
+// recv(ch, handler) is `case v := <-ch:`; recv(ch) discards the value. The
+// case refers to ch's channel: a named handle must outlive the case (it
+// does, passed straight to select); a temporary one (goro::after(d),
+// ctx.done(), a function returning a channel) is kept alive by the case.
 template <detail::Receivable C, class H = detail::NoHandler>
 auto recv(const C& ch, H handler = {}) {
   return detail::RecvCase<typename C::value_type, H>(ch.get(), std::move(handler));
 }
+template <detail::Receivable C, class H = detail::NoHandler>
+  requires detail::TemporaryHandle<C>
+auto recv(C&& ch, H handler = {}) {
+  using T = typename C::value_type;
+  detail::ChanPtr<T> keep = std::move(ch).take_state();
+  detail::ChanState<T>* chan = keep.get();
+  return detail::RecvCase<T, H, detail::ChanPtr<T>>(chan, std::move(handler), std::move(keep));
+}
 
 // send(ch, value, handler) is `case ch <- value:`. `value` is moved only if
-// this case wins.
+// this case wins. The channel is referred to or kept as by recv(); `value`
+// is referred to when it is a non-const T (an lvalue, or an rvalue passed
+// straight to select), else converted into a T the case holds.
 template <detail::Sendable C, class V, class H = detail::NoHandler>
 auto send(const C& ch, V&& value, H handler = {}) {
+  return detail::make_send_case(ch.get(), detail::NoChannelKeep{}, std::forward<V>(value), std::move(handler));
+}
+template <detail::Sendable C, class V, class H = detail::NoHandler>
+  requires detail::TemporaryHandle<C>
+auto send(C&& ch, V&& value, H handler = {}) {
   using T = typename C::value_type;
-  if constexpr (std::is_same_v<std::remove_cvref_t<V>, T> && !std::is_const_v<std::remove_reference_t<V>>) {
-    return detail::SendCase<T, H, false, !std::is_lvalue_reference_v<V>>(ch.get(), &value,
-                                                                          std::move(handler));
-  } else {
-    return detail::SendCase<T, H, true>(ch.get(), std::forward<V>(value), std::move(handler));
-  }
+  detail::ChanPtr<T> keep = std::move(ch).take_state();
+  detail::ChanState<T>* chan = keep.get();
+  return detail::make_send_case(chan, std::move(keep), std::forward<V>(value), std::move(handler));
 }
 
 // timeout(d, handler) is `case <-time.After(d):`, without a timer channel.
@@ -311,6 +362,11 @@ std::size_t select(Cases&&... cases) {
   static_assert(timeouts <= 1, "goro::select: at most one timeout case");
   static_assert(defaults <= 1, "goro::select: at most one default_case");
   static_assert(timeouts + defaults <= 1, "goro::select: timeout and default_case cannot both appear");
+  static_assert(!((std::is_lvalue_reference_v<Cases> && detail::refers_to_rvalue_v<std::remove_cvref_t<Cases>>) ||
+                  ...),
+                "goro::select: this send case refers to the rvalue it was made from, which may be gone by now: "
+                "pass goro::send(ch, value) straight to select, or make the case from a named variable "
+                "(goro::send(ch, v)), which it refers to and moves from only if it wins");
   // A case passed as an lvalue may have run in an earlier select.
   ([&] { if constexpr (std::is_lvalue_reference_v<Cases>) cases.rearm(); }(), ...);
   auto refs = std::tie(cases...);

@@ -21,6 +21,10 @@ void misuse(goro::Channel<int> c, goro::RecvChannel<int> r, goro::Channel<NoDefa
   goro::select(goro::recv(c), goro::timeout(1ms));
   goro::select(goro::recv(r), goro::send(c, 1));
   goro::select(goro::recv(nd, [](std::optional<NoDefault>) {}), goro::recv(nd));
+  int v = 1;
+  auto kept = goro::send(c, v);  // refers to a named variable: may be kept
+  goro::select(kept);
+  goro::select(goro::send(c, 2));  // refers to the rvalue, passed straight in
 #elif GORO_MISUSE == 1
   goro::select(goro::recv(c), goro::timeout(1ms), goro::default_case());  // timeout and default
 #elif GORO_MISUSE == 2
@@ -31,5 +35,8 @@ void misuse(goro::Channel<int> c, goro::RecvChannel<int> r, goro::Channel<NoDefa
   goro::select(goro::send(r, 1));  // send on a receive-only channel
 #elif GORO_MISUSE == 5
   goro::select(goro::recv(nd, [](NoDefault) {}));  // no T{} for a closed channel
+#elif GORO_MISUSE == 6
+  auto dangling = goro::send(c, 2);  // refers to the temporary 2, gone by the next line
+  goro::select(dangling);
 #endif
 }

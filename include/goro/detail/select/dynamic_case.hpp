@@ -214,7 +214,9 @@ namespace goro {
 //
 // Reuse: a SelectCase may take part in any number of select calls, one at a
 // time (never in two running selects at once, and never twice in one list).
-//   - recv and default_case: fully reusable.
+//   - recv and default_case: fully reusable. A case made from a named
+//     channel handle needs that handle (or a copy) alive while it is; one
+//     made from a temporary handle (after(d), ctx.done()) keeps the channel.
 //   - timeout: its deadline was fixed when goro::timeout() was called, so a
 //     reused timeout case is one deadline for the whole loop.
 //   - send: the value is moved each time the case wins. A case made from a
