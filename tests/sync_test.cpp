@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <set>
 #include <shared_mutex>
 #include <stdexcept>
@@ -19,9 +20,11 @@
 #include <system_error>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
+#include "throwing_move.hpp"
 
 using goro_test::with_threads;
 
@@ -43,6 +46,71 @@ bool eventually(Pred pred, long max_rounds = 2'000'000) {
   return pred();
 }
 
+// Fragile is a SyncMap value whose copies and moves (and, if kAssignable,
+// assignments) throw when its budget says so, leaving their source as it
+// was. A move that succeeds empties its source (value -1), so a value moved
+// out and never put back shows.
+template <bool kAssignable>
+struct Fragile {
+  int value;
+  goro_test::MoveBudget* budget;
+
+  Fragile(int v, goro_test::MoveBudget& b) noexcept : value(v), budget(&b) {}
+  Fragile(const Fragile& o) : value(o.value), budget(o.budget) { check(); }
+  Fragile(Fragile&& o) : value(o.value), budget(o.budget) {
+    check();
+    o.value = -1;
+  }
+  Fragile& operator=(const Fragile& o)
+    requires kAssignable
+  {
+    check();
+    value = o.value;
+    return *this;
+  }
+  Fragile& operator=(Fragile&& o)
+    requires kAssignable
+  {
+    check();
+    value = std::exchange(o.value, -1);
+    return *this;
+  }
+  bool operator==(const Fragile& o) const { return value == o.value; }
+
+  void check() const {
+    if (!budget->allows_move()) throw std::runtime_error("Fragile: copy or move failed");
+  }
+};
+
+// fail_each_step() runs `op` on a fresh map {1: 1}, first with its first
+// copy or move of a value failing, then its second, ... until op gets
+// through. After each failed call the map must still be {1: 1}. op disarms
+// the budget (moves_left = -1) right after its call, before checking the
+// result. Returns how many failures were injected.
+template <class V, class Op>
+int fail_each_step(goro_test::MoveBudget& budget, Op op) {
+  for (int k = 0; k < 20; ++k) {
+    goro::SyncMap<int, V> m;
+    m.store(1, V(1, budget));
+    budget.moves_left = k;
+    bool threw = false;
+    try {
+      op(m);
+    } catch (const std::runtime_error&) {
+      threw = true;
+    }
+    budget.moves_left = -1;
+    if (!threw) return k;
+    CAPTURE(k);
+    auto one = m.load(1);
+    CHECK((one && one->value == 1));
+    int entries = 0;
+    m.range([&](const int&, const V&) { return ++entries, true; });
+    CHECK(entries == 1);
+  }
+  FAIL("the call never got through");
+  return -1;
+}
 
 }  // namespace
 
@@ -645,6 +713,89 @@ TEST_CASE("Cond: a waiter still parked when main returns is unwound with the mut
   mu.unlock();
 }
 
+TEST_CASE("Cond: may be destroyed once its waiters are woken, before they re-lock the mutex", "[cond]") {
+  // As std::condition_variable allows: the notifier, holding the mutex,
+  // wakes the waiters and destroys the Cond at once; the waiters re-lock the
+  // mutex after that and must touch nothing of the Cond.
+  SECTION("the Cond's memory is freed at once (ASan sees any later use)") {
+    const std::size_t workers = GORO_WORKERS();
+    const int rounds = static_cast<int>(scaled(300, 100, 30));
+    goro::run(
+        [&] {
+          for (int r = 0; r < rounds; ++r) {
+            const bool one = r % 2 == 0;  // signal() one waiter, or broadcast() to three
+            const int waiters = one ? 1 : 3;
+            goro::Mutex mu;  // outlives the Cond
+            auto cond = std::make_unique<goro::Cond>(mu);
+            bool ready = false;  // guarded by mu
+            int waiting = 0;     // guarded by mu
+            goro::WaitGroup wg;
+            for (int w = 0; w < waiters; ++w) {
+              wg.go([&, c = cond.get()] {
+                std::unique_lock lock(mu);
+                ++waiting;
+                c->wait([&] { return ready; });
+              });
+            }
+            CHECK(eventually([&] {
+              std::lock_guard guard(mu);
+              return waiting == waiters;
+            }));
+            {
+              std::lock_guard guard(mu);
+              ready = true;
+              if (one) cond->signal(); else cond->broadcast();
+              cond.reset();  // every waiter is woken
+            }
+            wg.wait();
+          }
+        },
+        with_workers(workers));
+  }
+  SECTION("the Cond's storage holds a Cond of another mutex by the time the waiter runs") {
+    // One worker: the woken waiter runs only once the notifier parks, so it
+    // finds the new Cond in the old one's place. A wait() that still read
+    // the Cond would re-lock `other` instead of `mu`.
+    bool locked_other = false;
+    goro::run(
+        [&] {
+          goro::Mutex mu, other;
+          alignas(goro::Cond) unsigned char storage[sizeof(goro::Cond)];
+          goro::Cond* cond = new (storage) goro::Cond(mu);
+          bool ready = false;    // guarded by mu
+          bool waiting = false;  // guarded by mu
+          goro::WaitGroup wg;
+          wg.go([&] {
+            std::unique_lock lock(mu);
+            waiting = true;
+            cond->wait([&] { return ready; });
+            if (other.try_lock()) {
+              other.unlock();
+            } else {  // wait() re-locked `other`: put things right for `lock`
+              locked_other = true;
+              other.unlock();
+              mu.lock();
+            }
+          });
+          CHECK(eventually([&] {
+            std::lock_guard guard(mu);
+            return waiting;
+          }));
+          {
+            std::lock_guard guard(mu);
+            ready = true;
+            cond->broadcast();
+            cond->~Cond();
+            cond = new (storage) goro::Cond(other);
+          }
+          wg.wait();
+          cond->~Cond();
+        },
+        with_workers(1));
+    CHECK_FALSE(locked_other);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Semaphore
 
@@ -965,6 +1116,88 @@ TEST_CASE("SyncMap: a value that cannot be assigned (a const member) can be repl
   int entries = 0;
   m.range([&](const int&, const Record&) { return ++entries, true; });
   CHECK(entries == 2);
+}
+
+TEMPLATE_TEST_CASE("SyncMap: a call whose copy or move of a value throws changes nothing", "[syncmap]",
+                   Fragile<true>, Fragile<false>) {
+  // Every copy and move of V a call makes is failed in turn: the call must
+  // throw and leave the map as it was, or succeed with its full effect.
+  using V = TestType;
+  static_assert(std::is_move_assignable_v<V> == std::is_same_v<V, Fragile<true>>);
+  goro_test::MoveBudget budget;
+  auto value_of = [](auto& m, int key) {
+    auto v = m.load(key);
+    return v ? v->value : 0;
+  };
+  SECTION("swap over an existing key") {
+    CHECK(fail_each_step<V>(budget, [&](auto& m) {
+            auto previous = m.swap(1, V(2, budget));
+            budget.moves_left = -1;
+            CHECK((previous && previous->value == 1));
+            CHECK(value_of(m, 1) == 2);
+          }) >= 1);
+  }
+  SECTION("swap of a new key") {
+    fail_each_step<V>(budget, [&](auto& m) {
+      auto previous = m.swap(2, V(2, budget));
+      budget.moves_left = -1;
+      CHECK_FALSE(previous);
+      CHECK(value_of(m, 2) == 2);
+    });
+  }
+  SECTION("store over an existing key, and of a new one") {
+    CHECK(fail_each_step<V>(budget, [&](auto& m) {
+            m.store(1, V(2, budget));
+            budget.moves_left = -1;
+            CHECK(value_of(m, 1) == 2);
+          }) >= 1);
+    fail_each_step<V>(budget, [&](auto& m) {
+      m.store(2, V(2, budget));
+      budget.moves_left = -1;
+      CHECK(value_of(m, 2) == 2);
+    });
+  }
+  SECTION("compare_and_swap") {
+    CHECK(fail_each_step<V>(budget, [&](auto& m) {
+            const V expected(1, budget);
+            const bool swapped = m.compare_and_swap(1, expected, V(2, budget));
+            budget.moves_left = -1;
+            CHECK(swapped);
+            CHECK(value_of(m, 1) == 2);
+          }) >= 1);
+  }
+  SECTION("load_or_store of a new key: stores nothing if copying the result throws") {
+    CHECK(fail_each_step<V>(budget, [&](auto& m) {
+            auto [v, loaded] = m.load_or_store(2, V(2, budget));
+            budget.moves_left = -1;
+            CHECK_FALSE(loaded);
+            CHECK(v.value == 2);
+            CHECK(value_of(m, 2) == 2);
+          }) >= 2);
+  }
+  SECTION("load_or_store of an existing key") {
+    fail_each_step<V>(budget, [&](auto& m) {
+      auto [v, loaded] = m.load_or_store(1, V(3, budget));
+      budget.moves_left = -1;
+      CHECK(loaded);
+      CHECK(v.value == 1);
+    });
+  }
+  SECTION("load_and_delete and compare_and_delete") {
+    CHECK(fail_each_step<V>(budget, [&](auto& m) {
+            auto v = m.load_and_delete(1);
+            budget.moves_left = -1;
+            CHECK((v && v->value == 1));
+            CHECK_FALSE(m.load(1));
+          }) >= 1);
+    fail_each_step<V>(budget, [&](auto& m) {
+      const V expected(1, budget);
+      const bool deleted = m.compare_and_delete(1, expected);
+      budget.moves_left = -1;
+      CHECK(deleted);
+      CHECK_FALSE(m.load(1));
+    });
+  }
 }
 
 TEST_CASE("SyncMap: concurrent loads and stores from fibers and threads", "[syncmap][threads]") {
@@ -1297,6 +1530,114 @@ TEST_CASE("ErrGroup: set_limit bounds concurrency; try_go fails at the limit", "
       with_workers(workers));
   CHECK(peak.load() <= 3);
   CHECK(peak.load() >= 1);
+}
+
+TEST_CASE("ErrGroup: a go() waiting for a slot counts as running: set_limit throws until its function ends",
+          "[errgroup]") {
+  // F1 holds the only slot and S's go() waits for it. When F1 ends, the
+  // slot passes to S's go() and the group's wait() returns (F1 was the only
+  // function started), so W tries set_limit() while S's go() holds a slot
+  // it took under the old limit. That used to be accepted in the moment
+  // before S's function started (one worker makes W run then); the function
+  // then gave its slot back to the new Semaphore: std::terminate for a
+  // limit > 0. F2 waits for W's attempt, so with any scheduling the attempt
+  // comes while S's go() has not finished.
+  bool refused = false;
+  bool second_ran = false;
+  goro::run(
+      [&] {
+        goro::ErrGroup group;
+        group.set_limit(1);
+        goro::Channel<goro::Unit> gate, tried;
+        group.go([&] { gate.recv(); });  // F1
+        goro::WaitGroup helpers;
+        helpers.go([&] {  // S
+          group.go([&] {  // F2
+            tried.recv();
+            second_ran = true;
+          });
+        });
+        helpers.go([&] {  // W
+          group.wait();
+          try {
+            group.set_limit(-1);
+          } catch (const std::logic_error&) {
+            refused = true;
+          }
+          tried.close();
+        });
+        for (int i = 0; i < 100; ++i) goro::this_fiber::yield();  // S and W block
+        gate.close();
+        helpers.wait();
+        CHECK_FALSE(group.wait());
+        group.set_limit(2);  // fine once nothing runs or waits
+        goro::Channel<goro::Unit> hold;
+        CHECK(group.try_go([&] { hold.recv(); }));
+        CHECK(group.try_go([&] { hold.recv(); }));
+        CHECK_FALSE(group.try_go([] {}));
+        hold.close();
+        CHECK_FALSE(group.wait());
+      },
+      with_workers(1));
+  CHECK(refused);
+  CHECK(second_ran);
+}
+
+TEST_CASE("ErrGroup: set_limit racing go() and try_go() from fibers and threads", "[errgroup][threads]") {
+  // set_limit() succeeds only while no go() or try_go() is in progress and
+  // no function runs; go() and try_go() read the limit under the group's
+  // lock. Every go() runs its function, concurrency never passes the largest
+  // limit set, and every slot goes back to the Semaphore it came from (a
+  // mix-up throws from a destructor: std::terminate).
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(scaled(300, 100, 20));
+  std::atomic<int> started{0};
+  std::atomic<int> ran{0};
+  std::atomic<int> running{0};
+  std::atomic<int> peak{0};
+  goro::run(
+      [&] {
+        auto body = [&] {
+          int now = running.fetch_add(1) + 1;
+          int seen = peak.load();
+          while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+          }
+          goro::this_fiber::yield();
+          running.fetch_sub(1);
+          ran.fetch_add(1);
+        };
+        for (int r = 0; r < rounds; ++r) {
+          goro::ErrGroup group;
+          group.set_limit(1);
+          goro::WaitGroup callers;
+          for (int f = 0; f < 2; ++f) {
+            callers.go([&] {
+              started.fetch_add(1);
+              group.go(body);
+            });
+          }
+          callers.add(1);
+          std::thread plain([&] {
+            started.fetch_add(1);
+            group.go(body);
+            if (group.try_go(body)) started.fetch_add(1);
+            callers.done();
+          });
+          for (int i = 0; i < 20; ++i) {
+            try {
+              group.set_limit(1 + i % 2);
+            } catch (const std::logic_error&) {
+            }
+            goro::this_fiber::yield();
+          }
+          callers.wait();
+          plain.join();
+          CHECK_FALSE(group.wait());
+        }
+      },
+      with_threads(workers));
+  CHECK(ran.load() == started.load());
+  CHECK(peak.load() <= 2);
 }
 
 // ---------------------------------------------------------------------------

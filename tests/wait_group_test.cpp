@@ -5,6 +5,7 @@
 #include <memory>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
@@ -108,6 +109,88 @@ TEST_CASE("WaitGroup::go calls done even when f throws", "[waitgroup]") {
                       },
                       with_workers(2)),
                   std::runtime_error);
+}
+
+TEST_CASE("WaitGroup::go destroys f's copy and its captures before done(), however f ends",
+          "[waitgroup]") {
+  // A capture whose destructor uses state the waiter frees once wait()
+  // returns (a connection given back to a pool, a flushed file): it must run
+  // while the function still counts. Each destructor records the counter it
+  // saw (done() not called yet: at least 1) and then yields the thread (not
+  // the fiber: the runtime may be stopping), so a waiter let go early would
+  // also see fewer destroyed captures.
+  struct Probe {
+    goro::WaitGroup* wg;
+    std::atomic<int>* destroyed;
+    std::atomic<int>* early;  // destructors that ran after their done()
+    Probe(goro::WaitGroup* w, std::atomic<int>* d, std::atomic<int>* e) noexcept
+        : wg(w), destroyed(d), early(e) {}
+    Probe(Probe&& o) noexcept : wg(std::exchange(o.wg, nullptr)), destroyed(o.destroyed), early(o.early) {}
+    ~Probe() {
+      if (!wg) return;
+      if (wg->count() < 1) early->fetch_add(1);
+      for (int i = 0; i < 5; ++i) std::this_thread::yield();
+      destroyed->fetch_add(1);
+    }
+  };
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(scaled(200, 100, 20));
+  std::atomic<int> early{0};
+  SECTION("f returns") {
+    goro::run(
+        [&] {
+          for (int r = 0; r < rounds; ++r) {
+            std::atomic<int> destroyed{0};
+            goro::WaitGroup wg;
+            for (int i = 0; i < 4; ++i) wg.go([p = Probe(&wg, &destroyed, &early)] {});
+            wg.wait();
+            CHECK(destroyed.load() == 4);
+          }
+        },
+        with_workers(workers));
+    CHECK(early.load() == 0);
+  }
+  SECTION("f throws") {
+    std::atomic<int> destroyed{0};
+    goro::WaitGroup wg;
+    CHECK_THROWS_AS(goro::run(
+                        [&] {
+                          wg.go([p = Probe(&wg, &destroyed, &early)] {
+                            throw std::runtime_error("f failed");
+                          });
+                          wg.wait();
+                        },
+                        with_workers(workers)),
+                    std::runtime_error);
+    CHECK(destroyed.load() == 1);
+    CHECK(early.load() == 0);
+    CHECK(wg.count() == 0);
+  }
+  SECTION("f is unwound when main returns") {
+    std::atomic<int> destroyed{0};
+    goro::WaitGroup wg;
+    goro::run(
+        [&] {
+          wg.go([p = Probe(&wg, &destroyed, &early)] {
+            goro::WaitGroup never;
+            never.add(1);
+            never.wait();  // blocks until the runtime unwinds it
+          });
+          for (int i = 0; i < 50; ++i) goro::this_fiber::yield();
+        },
+        with_workers(workers));
+    CHECK(destroyed.load() == 1);
+    CHECK(early.load() == 0);
+    CHECK(wg.count() == 0);
+  }
+  SECTION("goro::go throws: done() is called and the exception propagates") {
+    std::atomic<int> destroyed{0};
+    goro::WaitGroup wg;
+    CHECK_THROWS_AS(wg.go([p = Probe(&wg, &destroyed, &early)] {}), std::logic_error);  // no runtime
+    CHECK(wg.count() == 0);
+    CHECK(destroyed.load() == 1);
+    CHECK(early.load() == 0);
+  }
 }
 
 TEST_CASE("WaitGroup works between plain threads and fibers", "[waitgroup][threads]") {

@@ -35,6 +35,14 @@ namespace goro {
 // requires the caller to hold the mutex. signal() and broadcast() may be
 // called with or without it held. Misuse (wait() without the mutex locked)
 // throws std::logic_error.
+//
+// Lifetime: as with std::condition_variable, a Cond may be destroyed once
+// every waiter has been woken by signal() or broadcast(), even before those
+// waiters have re-locked the mutex and returned from wait(): a woken wait()
+// touches nothing of the Cond. The Mutex must outlive the waiters' re-lock.
+// Destroying a Cond that still has waiters not woken so (including waiters
+// the runtime unwinds when it stops) is undefined, and so is calling wait()
+// again on it: wait(pred) does when pred is still false.
 class Cond {
  public:
   explicit Cond(Mutex& mutex) noexcept : mutex_(mutex) {}
@@ -44,7 +52,8 @@ class Cond {
   // wait() atomically unlocks the mutex and parks until signal() or
   // broadcast() wakes it, then locks the mutex again before returning. As
   // in Go, a woken waiter must re-check its condition: another fiber may
-  // have changed it before the mutex was re-acquired.
+  // have changed it before the mutex was re-acquired. Once woken it uses
+  // only the mutex, not the Cond (see Lifetime above).
   void wait();
   // wait(pred) is `while (!pred()) wait();`.
   template <class Predicate>
@@ -68,7 +77,11 @@ class Cond {
 // ---------------------------------------------------------------------------
 
 inline void Cond::wait() {
-  if (!mutex_.locked()) throw std::logic_error("goro::Cond: wait() called without holding its mutex");
+  // Once signal() or broadcast() has woken us, the Cond may already be
+  // destroyed (see the class comment), so what is needed after park() is
+  // copied out of it first.
+  Mutex& mutex = mutex_;
+  if (!mutex.locked()) throw std::logic_error("goro::Cond: wait() called without holding its mutex");
   detail::Parker& self = detail::Parker::current();
   detail::WaitList::Node node;
   {
@@ -77,7 +90,7 @@ inline void Cond::wait() {
     waiting_.push(&node);
   }
   try {
-    mutex_.unlock();
+    mutex.unlock();
   } catch (...) {  // the mutex was unlocked under us: undo the wait
     {
       std::lock_guard guard(lock_);
@@ -86,12 +99,19 @@ inline void Cond::wait() {
     self.close_own(node.ticket);
     throw;
   }
-  detail::WakeReason reason = self.park();
+  const detail::WakeReason reason = self.park();
   if (reason == detail::WakeReason::unwind) {
+    // The runtime is stopping: its unwinder, not signal() or broadcast(),
+    // won our wait's one claim, so no notifier woke us and the destroy rule
+    // (class comment) still keeps the Cond alive: we may take its lock to
+    // leave the queue. (A notifier racing the stop may have popped our node
+    // and lost the claim; the rule leaves waiters the runtime unwinds out,
+    // so the Cond must outlive them too.)
     std::lock_guard guard(lock_);
     waiting_.remove(&node);
   }
-  mutex_.lock_during_unwind();
+  // From here on nothing of *this is touched.
+  mutex.lock_during_unwind();
   if (reason == detail::WakeReason::unwind) throw detail::FiberUnwind{};
 }
 

@@ -17,6 +17,15 @@
 // while user code other than K's and V's own copy/move, hash and equality
 // runs: range() calls f on a snapshot, so f may call any method of the map.
 // Those K/V operations must not block (park) or re-enter the map.
+//
+// Exceptions. A call that throws (a copy or move of K or V, V's ==, an
+// allocation) leaves the map as it was, provided a move that throws leaves
+// its source as it was (what goro assumes of every type: see
+// docs/channels.md) and Hash and KeyEqual do not throw for a key they have
+// already handled. Every step that may throw comes before the first change
+// to the map; the changes themselves move no V (nodes trade places) or use
+// only V's noexcept moves, and load_or_store() takes its value back out if
+// copying the result fails.
 #pragma once
 
 #include <concepts>
@@ -36,6 +45,7 @@ namespace goro {
 // SyncMap is a map safe for concurrent use, optimized for loads.
 //
 // Thread-safety: every member is safe from any fiber or thread, concurrently.
+// Exception safety: strong (a call that throws changes nothing; see above).
 template <class K, class V, class Hash = std::hash<K>, class KeyEqual = std::equal_to<K>>
 class SyncMap {
  public:
@@ -84,9 +94,11 @@ class SyncMap {
   bool if_value_equals(const K& key, const V& expected, Apply&& apply);
 
   using Map = std::unordered_map<K, V, Hash, KeyEqual>;
-  // replace() gives the entry at `it` the value `value`; lock_ must be held
-  // for writing. V need not be assignable (a struct with a const member).
-  void replace(typename Map::iterator it, V&& value);
+  // replace() gives the entry at `it` the value `value`, first moving the
+  // old value into *previous if `previous` is not null; lock_ must be held
+  // for writing. If it throws, the entry (and *previous) are unchanged. V
+  // need not be assignable (a struct with a const member).
+  void replace(typename Map::iterator it, V&& value, std::optional<V>* previous = nullptr);
 
   mutable detail::ReadMostlyLock lock_;
   Map map_;  // guarded by lock_
@@ -103,15 +115,18 @@ std::optional<V> SyncMap<K, V, H, E>::load(const K& key) const {
 }
 
 template <class K, class V, class H, class E>
-void SyncMap<K, V, H, E>::replace(typename Map::iterator it, V&& value) {
-  if constexpr (std::is_move_assignable_v<V>) {
+void SyncMap<K, V, H, E>::replace(typename Map::iterator it, V&& value, std::optional<V>* previous) {
+  if constexpr (std::is_nothrow_move_assignable_v<V> && std::is_nothrow_move_constructible_v<V>) {
+    if (previous) previous->emplace(std::move(it->second));
     it->second = std::move(value);
   } else {
-    // The new value is built in a node of its own first (if that throws,
-    // the entry is unchanged), which then takes the old node's place; map_
+    // Whatever may throw comes first: the new value is built in a node of
+    // its own, then the old value is moved out (a move that throws leaves
+    // its source as it was). Then the nodes trade places, moving no V; map_
     // has just lost an entry, so the insertion cannot rehash.
     Map staging;
     auto fresh = staging.emplace(it->first, std::move(value)).first;
+    if (previous) previous->emplace(std::move(it->second));
     map_.erase(it);
     map_.insert(staging.extract(fresh));
   }
@@ -133,19 +148,28 @@ std::pair<V, bool> SyncMap<K, V, H, E>::load_or_store(const K& key, V value) {
   }
   std::lock_guard guard(lock_);
   auto [it, inserted] = map_.try_emplace(key, std::move(value));
-  return {it->second, !inserted};
+  if (!inserted) return {it->second, true};
+  try {
+    return {it->second, false};
+  } catch (...) {  // copying the result failed: take the value back out, as if never stored
+    map_.erase(it);
+    throw;
+  }
 }
 
 template <class K, class V, class H, class E>
 std::optional<V> SyncMap<K, V, H, E>::load_and_delete(const K& key) {
+  // `out` is every path's return value, so it is constructed in place
+  // (NRVO) and no V is moved after the entry is erased.
+  std::optional<V> out;
   {
     ReadGuard guard(lock_);
-    if (map_.find(key) == map_.end()) return std::nullopt;
+    if (map_.find(key) == map_.end()) return out;
   }
   std::lock_guard guard(lock_);
   auto it = map_.find(key);
-  if (it == map_.end()) return std::nullopt;
-  std::optional<V> out(std::move(it->second));
+  if (it == map_.end()) return out;
+  out.emplace(std::move(it->second));  // if this throws, the entry is intact
   map_.erase(it);
   return out;
 }
@@ -162,11 +186,12 @@ void SyncMap<K, V, H, E>::erase(const K& key) {
 
 template <class K, class V, class H, class E>
 std::optional<V> SyncMap<K, V, H, E>::swap(const K& key, V value) {
+  // `previous` is every path's return value (NRVO): no V is moved after
+  // the map has changed.
+  std::optional<V> previous;
   std::lock_guard guard(lock_);
   auto [it, inserted] = map_.try_emplace(key, std::move(value));
-  if (inserted) return std::nullopt;
-  std::optional<V> previous(std::move(it->second));
-  replace(it, std::move(value));  // try_emplace left `value` alone: the key existed
+  if (!inserted) replace(it, std::move(value), &previous);  // try_emplace left `value` alone: the key existed
   return previous;
 }
 

@@ -23,7 +23,8 @@ namespace goro {
 // WaitGroup waits for a collection of fibers (or threads) to finish.
 // `add(n)` raises the counter, `done()` lowers it, and `wait()` blocks until
 // it is zero. `go(f)` adds one, runs f on a new fiber and calls done() when f
-// ends (normally or by exception).
+// ends (normally or by exception), once f's copy and its captures are
+// destroyed.
 //
 // Thread-safety: every member is safe from any fiber or thread. A WaitGroup
 // may be destroyed as soon as wait() returns: done() touches nothing of it
@@ -43,7 +44,11 @@ class WaitGroup {
   void done() { add(-1); }
   // wait() blocks until the counter is zero.
   void wait();
-  // go() is add(1) followed by goro::go(f) with a done() when f ends.
+  // go() is add(1) followed by goro::go(f) with a done() when f ends. It
+  // decay-copies f and calls the copy once, as an rvalue; done() runs after
+  // that copy (with all it captured) is destroyed, so once wait() returns no
+  // destructor of f's captures is still running. If goro::go() throws, go()
+  // calls done() and rethrows.
   template <class F>
   void go(F&& f);
 
@@ -118,21 +123,35 @@ inline void WaitGroup::wait() {
 
 template <class F>
 void WaitGroup::go(F&& f) {
-  static_assert(std::is_invocable_v<std::decay_t<F>>,
+  using Fn = std::decay_t<F>;
+  static_assert(std::is_invocable_v<Fn>,
                 "goro::WaitGroup::go: f must be callable with no arguments (as an rvalue copy, as with goro::go)");
+  // Done calls done() when it is destroyed. Move-only, so exactly one copy
+  // acts: the fiber's task's, or, if copying f or goro::go() throws, the one
+  // dropped on the way out (done() then runs before the exception leaves
+  // go()).
+  struct Done {
+    WaitGroup* wg;
+    explicit Done(WaitGroup* w) noexcept : wg(w) {}
+    Done(Done&& other) noexcept : wg(std::exchange(other.wg, nullptr)) {}
+    Done(const Done&) = delete;
+    ~Done() {
+      if (wg) wg->done();
+    }
+  };
+  // Task holds `done` before `fn`, so members being destroyed in reverse
+  // order, f's copy (with everything it captured) is gone before done()
+  // runs: a waiter that returns from wait() may free what those captures'
+  // destructors use. The fiber destroys its task however f ended: returned,
+  // threw, or was unwound by the runtime (detail::FiberUnwind). (A struct,
+  // not a lambda: the order of a closure's captures is unspecified.)
+  struct Task {
+    Done done;
+    Fn fn;
+    void operator()() { std::invoke(std::move(fn)); }
+  };
   add(1);
-  try {
-    goro::go([this, fn = std::decay_t<F>(std::forward<F>(f))]() mutable {
-      struct DoneOnExit {
-        WaitGroup* wg;
-        ~DoneOnExit() { wg->done(); }
-      } done_on_exit{this};
-      std::invoke(std::move(fn));
-    });
-  } catch (...) {
-    done();
-    throw;
-  }
+  goro::go(Task{Done(this), Fn(std::forward<F>(f))});
 }
 
 }  // namespace goro
