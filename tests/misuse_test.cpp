@@ -109,6 +109,37 @@ TEST_CASE("misuse: unlock of an unlocked Mutex from a lock_guard destructor term
   CHECK(out.find("goro::Mutex: unlock of unlocked mutex") != std::string::npos);
 }
 
+TEST_CASE("misuse: a destructor that blocks during shutdown unwinding ends the program, naming it",
+          "[misuse][runtime]") {
+  if (!kForkTestsRun) {
+    SUCCEED("skipped under sanitizers (forks a child that aborts)");
+    return;
+  }
+  auto [out, status] = run_in_child([] {
+    goro::run(
+        [] {
+          goro::WaitGroup parked;
+          parked.add(1);
+          goro::go([&parked] {
+            struct SendsOnExit {
+              goro::Channel<int> ch;
+              ~SendsOnExit() { ch.send(1); }  // nobody receives: blocks
+            } guard;
+            goro::Channel<int> never;
+            parked.done();
+            (void)never.recv();  // unwound when main returns; ~SendsOnExit then blocks
+          });
+          parked.wait();
+        },
+        with_workers(2));
+  });
+  INFO("child output: " << out);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGABRT);
+  CHECK(out.find("blocked (chan send) in a destructor") != std::string::npos);
+  CHECK(out.find("Destructors must not block during shutdown") != std::string::npos);
+}
+
 // --- Self-deadlock ----------------------------------------------------------------------
 TEST_CASE("misuse: locking a Mutex twice from one fiber is reported as a deadlock", "[misuse][deadlock]") {
   try {

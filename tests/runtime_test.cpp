@@ -417,6 +417,81 @@ TEST_CASE("deadlock is not reported while a timer or a registered thread can sti
   helper.join();
 }
 
+TEST_CASE("a registered plain thread in a timed wait is not mistaken for a deadlock", "[runtime][deadlock]") {
+  // The thread's timed waits (a select timeout, a sleep) put nothing on the
+  // timer heap, so the thread itself must stay counted as able to move.
+  const std::size_t workers = GORO_WORKERS();
+  goro::Channel<int> answer;
+  goro::WaitGroup registered;
+  registered.add(1);
+  std::thread helper([&] {
+    registered.done();  // its first goro call: visible to the detector
+    goro::Channel<int> never;
+    CHECK(goro::select(goro::recv(never), goro::timeout(50ms)) == 1);
+    goro::this_fiber::sleep_for(20ms);  // a plain thread's sleep: no fiber, no timer node
+    answer.send(42);
+  });
+  registered.wait();
+  int got = 0;
+  CHECK_NOTHROW(got = goro::run([&] { return answer.recv().value(); }, with_workers(workers)));
+  CHECK(got == 42);
+  helper.join();
+}
+
+TEST_CASE("a plain thread whose goro calls never blocked still counts for the deadlock detector",
+          "[runtime][deadlock]") {
+  // Its first goro calls complete at once (a buffered send, a try_send, a
+  // sleep), then it works outside goro before it sends again: main must wait.
+  const std::size_t workers = GORO_WORKERS();
+  for (int mode = 0; mode < 3; ++mode) {
+    goro::Channel<int> ch(1);
+    std::thread helper([&] {
+      if (mode == 0) ch.send(1);
+      if (mode == 1) CHECK(ch.try_send(1));
+      if (mode == 2) {
+        goro::this_fiber::sleep_for(1ms);
+        ch.send(1);
+      }
+      std::this_thread::sleep_for(50ms);  // busy elsewhere, not blocked in goro
+      ch.send(2);
+    });
+    int sum = 0;
+    INFO("mode " << mode);
+    CHECK_NOTHROW(sum = goro::run([&] { return ch.recv().value() + ch.recv().value(); }, with_workers(workers)));
+    CHECK(sum == 3);
+    helper.join();
+  }
+}
+
+TEST_CASE("go from a plain thread while run() comes and goes: each fiber runs or is dropped, none leaks",
+          "[runtime][threads]") {
+  // A plain thread keeps spawning while runtimes start and stop. Each go()
+  // either throws std::logic_error (no runtime, or one that is stopping) or
+  // hands its fiber to a runtime that runs or unwinds it; every callable is
+  // destroyed by the time the runtimes are gone, and every run() returns.
+  const int runs = static_cast<int>(goro_test::scaled(40, 20, 10));
+  auto token = std::make_shared<int>(0);  // each callable holds a copy
+  std::atomic<bool> done{false};
+  std::atomic<long> accepted{0}, refused{0}, ran{0};
+  std::thread spawner([&] {
+    while (!done.load()) {
+      try {
+        goro::go([token, &ran] { ++ran; });
+        ++accepted;
+      } catch (const std::logic_error&) {
+        ++refused;
+      }
+      if ((accepted + refused) % 8 == 0) std::this_thread::yield();
+    }
+  });
+  for (int r = 0; r < runs; ++r) goro::run([] { goro::this_fiber::sleep_for(1ms); }, with_workers(2));
+  done = true;
+  spawner.join();
+  INFO("accepted " << accepted << ", refused " << refused << ", ran " << ran);
+  CHECK(token.use_count() == 1);  // no fiber's callable outlived its runtime
+  CHECK(ran <= accepted);
+}
+
 TEST_CASE("detect_deadlock = false lets fibers wait on threads goro never saw", "[runtime][deadlock]") {
   goro::Options o = with_workers(2);
   o.detect_deadlock = false;

@@ -252,6 +252,10 @@ class RecvChannel : public detail::ChannelHandle<T> {
 
 namespace detail {
 
+// Every operation first makes a plain thread visible to the deadlock
+// detector (note_goro_use(): one thread-local load and a branch), so a
+// thread whose channel calls never block still counts as able to move.
+//
 // send() and recv() dispatch on the channel's kind, at the call site. A
 // buffered channel (whose T moves without throwing) first tries the fast
 // path, an operation that only touches the buffer, with the bare lock and
@@ -262,6 +266,7 @@ namespace detail {
 // go straight to the general path, as before.
 template <class T>
 GORO_ALWAYS_INLINE void ChanOps<T>::send(ChanState<T>* c, T& v) {
+  note_goro_use();
   if (!c) park_forever("chan send (nil chan)");
   if constexpr (kBufferFastPath) {
     if (c->capacity() != 0) return send_buffered(c, v);
@@ -278,6 +283,7 @@ GORO_ALWAYS_INLINE std::optional<T> ChanOps<T>::recv(ChanState<T>* c) {
 
 template <class T>
 GORO_ALWAYS_INLINE void ChanOps<T>::recv_into(ChanState<T>* c, std::optional<T>& out) {
+  note_goro_use();
   if (!c) park_forever("chan receive (nil chan)");
   if constexpr (kBufferFastPath) {
     if (c->capacity() != 0) return recv_buffered(c, out);
@@ -382,6 +388,7 @@ GORO_ALWAYS_INLINE void ChanOps<T>::park_queued(ChanState<T>* c, ChanWaiter<T>& 
 
 template <class T>
 bool ChanOps<T>::try_send(ChanState<T>* c, T& v) {
+  note_goro_use();
   if (!c) return false;
   if (!c->closed() && c->send_would_block()) return false;
   WakeList wake;
@@ -395,6 +402,7 @@ bool ChanOps<T>::try_send(ChanState<T>* c, T& v) {
 
 template <class T>
 std::optional<T> ChanOps<T>::try_recv(ChanState<T>* c) {
+  note_goro_use();
   std::optional<T> out;
   if (!c) return out;
   if (c->recv_would_block() && !c->closed()) return out;
@@ -406,6 +414,7 @@ std::optional<T> ChanOps<T>::try_recv(ChanState<T>* c) {
 
 template <class T>
 void ChanOps<T>::close(ChanState<T>* c) {
+  note_goro_use();
   if (!c) throw channel_closed("goro: close of nil channel");
   WakeList wake;
   std::unique_lock lock(c->lock);

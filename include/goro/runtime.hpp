@@ -133,6 +133,7 @@ struct RunResult<void> {
 inline void sleep_until_ns(std::int64_t deadline) {
   Fiber* self = current_fiber();
   if (!self) {
+    note_goro_use();  // a plain thread that sleeps through goro counts for the deadlock detector
     const std::int64_t left = deadline - now_ns();
     if (left > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left));
     return;
@@ -188,17 +189,34 @@ void go(F&& f, A&&... args) {
   static_assert(sizeof...(A) == 0 || std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...>,
                 "goro::go: f cannot be called with these arguments; they reach it as rvalue copies, "
                 "as with std::thread (a parameter taking T& needs std::ref)");
+  auto body = [&] {
+    if constexpr (sizeof...(A) == 0) {
+      return [fn = std::decay_t<F>(std::forward<F>(f))]() mutable { std::invoke(std::move(fn)); };
+    } else {
+      return [fn = std::decay_t<F>(std::forward<F>(f)),
+              tup = std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)]() mutable {
+        std::apply(std::move(fn), std::move(tup));
+      };
+    }
+  };
+  if (detail::Worker* w = detail::current_worker()) {
+    // A worker's runtime lives while it runs. A fiber may spawn while it is
+    // being unwound (from a destructor): the unwinder unwinds the new one too.
+    w->rt->spawn(body());
+    return;
+  }
+  // A plain thread: g_runtime_entry keeps the runtime from being destroyed
+  // between the check and the spawn, and a runtime that is stopping takes no
+  // new fibers from outside (a thread spawning in a loop would keep it from
+  // ever finishing, and a fiber spawned after the unwinding would never run).
+  std::lock_guard guard(detail::g_runtime_entry);
   detail::Runtime* rt = detail::current_runtime();
   if (!rt) throw std::logic_error("goro::go: no runtime is running (call it inside goro::run)");
-  if (!detail::current_worker()) detail::Parker::current();  // a plain thread joins the deadlock count
-  if constexpr (sizeof...(A) == 0) {
-    rt->spawn([fn = std::decay_t<F>(std::forward<F>(f))]() mutable { std::invoke(std::move(fn)); });
-  } else {
-    rt->spawn([fn = std::decay_t<F>(std::forward<F>(f)),
-               tup = std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)]() mutable {
-      std::apply(std::move(fn), std::move(tup));
-    });
+  if (rt->stopping()) {
+    throw std::logic_error("goro::go: the runtime is stopping (main returned); no new fibers from plain threads");
   }
+  detail::Parker::current();  // the thread joins the deadlock count
+  rt->spawn(body());
 }
 
 // worker_count() is the number of worker threads of the running runtime, or
@@ -214,6 +232,7 @@ namespace this_fiber {
 inline void yield() {
   detail::Fiber* self = detail::current_fiber();
   if (!self) {
+    detail::note_goro_use();
     std::this_thread::yield();
     return;
   }

@@ -45,6 +45,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <memory>
@@ -398,10 +399,18 @@ GORO_NOINLINE inline Parker& thread_parker() noexcept {
 }
 
 inline WakeReason Parker::park_thread(std::int64_t deadline_ns) {
-  // Every wait of a plain thread takes it out of the active count once; its
-  // one unparker (or its own timeout) puts it back once.
-  if (g_active_threads.fetch_sub(1, std::memory_order_seq_cst) == 1) threads_quiet();
-  if (permit_.exchange(0, std::memory_order_acquire) == 1) return last_reason();
+  // An untimed wait of a plain thread takes it out of the active count once;
+  // its one unparker puts it back once. A timed wait keeps it counted, as a
+  // pending timer keeps a fiber's timed wait from looking like a deadlock:
+  // the thread will move again by itself. Its unparker still adds one, which
+  // woke() takes back.
+  const bool timed = deadline_ns >= 0;
+  if (!timed && g_active_threads.fetch_sub(1, std::memory_order_seq_cst) == 1) threads_quiet();
+  auto woke = [&] {
+    if (timed) g_active_threads.fetch_sub(1, std::memory_order_seq_cst);  // never the last: we count
+    return last_reason();
+  };
+  if (permit_.exchange(0, std::memory_order_acquire) == 1) return woke();
   bool timed_out = false;
   for (;;) {
     if (deadline_ns >= 0 && !timed_out) {
@@ -411,8 +420,7 @@ inline WakeReason Parker::park_thread(std::int64_t deadline_ns) {
         // Self-claim; if it fails a waker won and its permit is on the way.
         std::uint64_t tok = token_.load(std::memory_order_acquire);
         if ((tok & 0xff) == 0 && claim(Ticket{this, tok >> 8}, WakeReason::timeout)) {
-          g_active_threads.fetch_add(1, std::memory_order_seq_cst);
-          return WakeReason::timeout;
+          return WakeReason::timeout;  // no unparker: the count is as it was
         }
         continue;
       }
@@ -420,7 +428,7 @@ inline WakeReason Parker::park_thread(std::int64_t deadline_ns) {
     } else {
       futex_wait(&permit_, 0);
     }
-    if (permit_.exchange(0, std::memory_order_acquire) == 1) return last_reason();
+    if (permit_.exchange(0, std::memory_order_acquire) == 1) return woke();
   }
 }
 
@@ -442,6 +450,18 @@ inline Parker& Parker::current() {
   return thread_parker();
 }
 
+// warn_unwind_in_destructor() explains, before it happens, the
+// std::terminate that follows when the unwind exception is about to leave a
+// blocking call made while this fiber is already unwinding: that call is
+// inside a destructor, and the exception cannot leave it.
+GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* what) noexcept {
+  std::fprintf(stderr,
+               "goro: fiber %llu blocked (%s) in a destructor that runs while main has returned and the "
+               "runtime unwinds its fibers; the unwind exception cannot leave a destructor, so the program "
+               "ends (std::terminate). Destructors must not block during shutdown (docs/runtime.md).\n",
+               static_cast<unsigned long long>(f->id), what ? what : "wait");
+}
+
 inline WakeReason Parker::park(ParkCommit commit) {
   if (!fiber_) {
     commit();
@@ -454,6 +474,7 @@ inline WakeReason Parker::park(ParkCommit commit) {
     if (open_ticket(t) && claim(t, WakeReason::unwind)) {
       commit();
       rt->wait_out_unwinder(fiber_);
+      if (std::uncaught_exceptions() > 0) [[unlikely]] warn_unwind_in_destructor(fiber_, waiting_on());
       return WakeReason::unwind;
     }
   }
@@ -461,7 +482,12 @@ inline WakeReason Parker::park(ParkCommit commit) {
   // The unwinder may be about to lock this wait's claim lock (unwind_all):
   // while it runs, no fiber leaves a wait before the unwinder let go of it.
   AsymmetricFence::light();
-  if (rt->stopping()) [[unlikely]] rt->wait_out_unwinder(fiber_);
+  if (rt->stopping()) [[unlikely]] {
+    rt->wait_out_unwinder(fiber_);
+    if (last_reason() == WakeReason::unwind && std::uncaught_exceptions() > 0) {
+      warn_unwind_in_destructor(fiber_, waiting_on());
+    }
+  }
   return last_reason();
 }
 

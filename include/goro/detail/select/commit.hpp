@@ -415,6 +415,7 @@ std::size_t select_round(Cases& cases) {
 // it takes, and returns the index of the case that ran.
 template <class Cases>
 std::size_t select_commit(Cases& cases) {
+  note_goro_use();  // a plain thread's select counts it for the deadlock detector, as a channel call does
   if constexpr (Cases::kExtent == 0) {
     select_block_forever();
   } else {
