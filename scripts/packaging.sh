@@ -76,6 +76,8 @@ export PKG_CONFIG_PATH=$work/prefix/share/pkgconfig
 pkg-config --validate goro || fail "goro.pc does not validate"
 [ "$(pkg-config --modversion goro)" = "$version" ] || fail "goro.pc says version $(pkg-config --modversion goro)"
 echo "pkg-config --cflags --libs goro: $(pkg-config --cflags --libs goro)"
+pkg-config --cflags goro | grep -q -- -fstack-clash-protection ||
+  fail "goro.pc's Cflags lack -fstack-clash-protection"
 make -s -f "$consumers/pkg-config/Makefile" OUT="$work/pkg-config-consumer" CXXFLAGS=-O0
 run_consumer pkg-config "$work/pkg-config-consumer"
 unset PKG_CONFIG_PATH

@@ -28,6 +28,15 @@ __attribute__((noinline)) int recurse_forever(int depth) {
   frame[0] = static_cast<char>(depth);
   return recurse_forever(depth + 1) + frame[0];
 }
+
+// one_big_frame() has a frame twice the size of a 256 KiB stack and writes
+// its far (lowest) end: without stack clash protection that write lands
+// beyond the guard page, in whatever lies below the stack.
+__attribute__((noinline)) int one_big_frame(int seed) {
+  volatile char frame[512 * 1024];
+  frame[0] = static_cast<char>(seed);
+  return frame[0];
+}
 #pragma GCC diagnostic pop
 
 }  // namespace
@@ -48,6 +57,39 @@ TEST_CASE("stack overflow stops the program naming the fiber and its stack size"
   CHECK(WIFSIGNALED(status));
   CHECK(err.find("goro: fatal error: stack overflow in fiber 2") != std::string::npos);
   CHECK(err.find("stack size 65536 bytes") != std::string::npos);
+}
+
+TEST_CASE("a frame larger than the guard page still stops at the guard, naming the fiber", "[stack]") {
+  // goro::goro compiles its users with -fstack-clash-protection
+  // (GORO_STACK_CLASH_PROTECTION), so the frame touches each page as it
+  // grows and the first page past the stack is the guard.
+  if (goro_test::kTsan || goro_test::kAsan) {
+    SUCCEED("skipped under sanitizers");
+    return;
+  }
+#if !GORO_TEST_STACK_CLASH_PROTECTION
+  SUCCEED("skipped: configured without GORO_STACK_CLASH_PROTECTION");
+  return;
+#endif
+  auto [err, status] = run_in_child([] {
+    goro::Options o;
+    o.workers = 1;
+    o.stack_size = 256 * 1024;
+    goro::run(
+        [] {
+          // Neighbours parked below and around, whose stacks a stray write would hit.
+          goro::Channel<int> never;
+          for (int i = 0; i < 16; ++i) goro::go([never] { (void)never.recv(); });
+          goro::this_fiber::sleep_for(std::chrono::milliseconds(5));
+          goro::go([] { (void)one_big_frame(1); });
+          goro::this_fiber::sleep_for(std::chrono::seconds(5));
+        },
+        o);
+  });
+  INFO("child stderr: " << err);
+  CHECK(WIFSIGNALED(status));
+  CHECK(err.find("goro: fatal error: stack overflow in fiber 18") != std::string::npos);
+  CHECK(err.find("hit the guard page") != std::string::npos);
 }
 
 TEST_CASE("stacks are guarded under the mapping budget, pooled and reused", "[stack]") {

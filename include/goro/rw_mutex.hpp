@@ -39,6 +39,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <shared_mutex>  // std::shared_lock, the natural guard for RLock
 #include <stdexcept>
 
 #include "detail/parker.hpp"
