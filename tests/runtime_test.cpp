@@ -1,9 +1,11 @@
 // Runtime core: run/go/yield/sleep, exceptions, unwinding, leaks, deadlocks.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -461,6 +463,34 @@ TEST_CASE("a plain thread whose goro calls never blocked still counts for the de
     CHECK(sum == 3);
     helper.join();
   }
+}
+
+TEST_CASE("goro's timer thread, firing a timer's channel, never counts as a user thread for the detector",
+          "[runtime][deadlock]") {
+  // With no runtime running only the timer thread fires after(): its send
+  // on the timer's channel is a goro call, which must not register it as a
+  // plain thread that could still move things (it would blind the detector
+  // for the rest of the process).
+  auto fired = goro::after(1ms);
+  std::this_thread::sleep_for(30ms);  // a std sleep: this thread makes no goro call
+  REQUIRE(fired.size() == 1);
+  // A watchdog unblocks main if no deadlock is reported, so that a regression
+  // fails this test instead of hanging it.
+  goro::Channel<int> never;
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  std::thread watchdog([&] {
+    std::unique_lock lock(m);
+    if (!cv.wait_for(lock, 5s, [&] { return finished; })) never.send(1);
+  });
+  CHECK_THROWS_AS(goro::run([&] { (void)never.recv(); }, with_workers(1)), goro::deadlock_error);
+  {
+    std::lock_guard lock(m);
+    finished = true;
+  }
+  cv.notify_one();
+  watchdog.join();
 }
 
 TEST_CASE("go from a plain thread while run() comes and goes: each fiber runs or is dropped, none leaks",

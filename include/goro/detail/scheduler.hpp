@@ -83,7 +83,8 @@ struct Worker;
 
 struct ThreadState {
   Worker* worker = nullptr;  // set on goro's worker threads
-  // A worker, or a plain thread the deadlock detector counts (see
+  // A worker, goro's timer thread (never counted: timer_service.hpp), or
+  // a plain thread the deadlock detector counts (see
   // note_goro_use()). Set before this thread runs any fiber and never
   // cleared while fibers run, so it is the one field read inline.
   bool registered = false;

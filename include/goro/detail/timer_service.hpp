@@ -35,6 +35,11 @@ class TimerService {
   TimerService() { std::thread([this] { loop(); }).detach(); }
 
   [[noreturn]] void loop() {
+    // goro's own thread: the channel sends it makes when timers fire must
+    // not register it as a user's plain thread (note_goro_use()), which the
+    // deadlock detector would count as able to move for the process's life.
+    // It is counted only while it fires timers, below.
+    thread_state().registered = true;
     for (;;) {
       std::uint32_t seen = nudge_.load(std::memory_order_acquire);
       std::int64_t now = now_ns();
