@@ -603,7 +603,13 @@ inline void Runtime::wait_and_stop() {
   if (config_.fail_on_leak) {
     leak_report = settled_leak_report(leaked);
   }
-  stopping_.store(true, std::memory_order_seq_cst);
+  {
+    // Under g_runtime_entry: a plain thread's spawn (goro::go, after_func)
+    // checks stopping() and spawns under that lock, so its fiber is either
+    // registered before this store, and unwind_all() waits for it, or refused.
+    std::lock_guard guard(g_runtime_entry);
+    stopping_.store(true, std::memory_order_seq_cst);
+  }
   unwind_all();
   quit_.store(true, std::memory_order_seq_cst);
   for (auto& w : workers_) {
