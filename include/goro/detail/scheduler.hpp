@@ -536,6 +536,10 @@ inline void Parker::unpark() noexcept {
 // Runtime: construction and lifecycle
 
 inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(config.workers + 1) {
+  // Published (g_runtime) first, to refuse a second runtime before any work,
+  // but built under g_runtime_entry: a plain thread that finds this runtime
+  // (goro::go, a wake-up, after_func) holds that lock, so it sees it whole.
+  std::lock_guard entry(g_runtime_entry);
   Runtime* expected = nullptr;
   if (!g_runtime.compare_exchange_strong(expected, this, std::memory_order_acq_rel)) {
     throw std::logic_error(
