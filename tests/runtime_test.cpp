@@ -446,7 +446,8 @@ TEST_CASE("a plain thread whose goro calls never blocked still counts for the de
   // sleep), then it works outside goro before it sends again: main must wait.
   const std::size_t workers = GORO_WORKERS();
   for (int mode = 0; mode < 3; ++mode) {
-    goro::Channel<int> ch(1);
+    goro::Channel<int> ch(2);  // room for both: a failing run cannot strand the helper
+    std::atomic<bool> first_call_made{false};
     std::thread helper([&] {
       if (mode == 0) ch.send(1);
       if (mode == 1) CHECK(ch.try_send(1));
@@ -454,9 +455,12 @@ TEST_CASE("a plain thread whose goro calls never blocked still counts for the de
         goro::this_fiber::sleep_for(1ms);
         ch.send(1);
       }
+      first_call_made = true;
       std::this_thread::sleep_for(50ms);  // busy elsewhere, not blocked in goro
       ch.send(2);
     });
+    // Before its first goro call the helper is rightly invisible to the detector.
+    while (!first_call_made) std::this_thread::yield();
     int sum = 0;
     INFO("mode " << mode);
     CHECK_NOTHROW(sum = goro::run([&] { return ch.recv().value() + ch.recv().value(); }, with_workers(workers)));
