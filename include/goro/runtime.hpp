@@ -205,18 +205,14 @@ void go(F&& f, A&&... args) {
     w->rt->spawn(body());
     return;
   }
-  // A plain thread: g_runtime_entry keeps the runtime from being destroyed
-  // between the check and the spawn, and a runtime that is stopping takes no
-  // new fibers from outside (a thread spawning in a loop would keep it from
-  // ever finishing, and a fiber spawned after the unwinding would never run).
-  std::lock_guard guard(detail::g_runtime_entry);
-  detail::Runtime* rt = detail::current_runtime();
-  if (!rt) throw std::logic_error("goro::go: no runtime is running (call it inside goro::run)");
-  if (rt->stopping()) {
-    throw std::logic_error("goro::go: the runtime is stopping (main returned); no new fibers from plain threads");
+  auto spawn = [&](detail::Runtime* rt) { rt->spawn(body()); };
+  switch (detail::spawn_from_outside(/*join_deadlock_count=*/true, spawn)) {
+    case detail::OutsideSpawn::spawned: return;
+    case detail::OutsideSpawn::no_runtime:
+      throw std::logic_error("goro::go: no runtime is running (call it inside goro::run)");
+    case detail::OutsideSpawn::stopping:
+      throw std::logic_error("goro::go: the runtime is stopping (main returned); no new fibers from plain threads");
   }
-  detail::Parker::current();  // the thread joins the deadlock count
-  rt->spawn(body());
 }
 
 // worker_count() is the number of worker threads of the running runtime, or

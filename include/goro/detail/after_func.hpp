@@ -102,36 +102,31 @@ struct AfterFuncEntry {
   std::shared_ptr<AfterFuncEntry> self;
 };
 
-// spawn_after_func() starts `task` as a fiber of the running runtime, if
-// there is one that is not shutting down (a fiber spawned then might never
-// run). Off the runtime's workers, g_runtime_entry keeps the runtime from
-// being destroyed between the check and the spawn.
-inline bool spawn_after_func(const std::shared_ptr<AfterFuncTask>& task) {
-  auto body = [task] { (*task)(); };
-  if (Worker* w = current_worker()) {  // a worker's runtime lives while it runs
-    if (w->rt->stopping()) return false;
-    w->rt->spawn(body);
-    return true;
-  }
-  std::lock_guard guard(g_runtime_entry);
-  Runtime* rt = current_runtime();
-  if (!rt || rt->stopping()) return false;
-  rt->spawn(body);
-  return true;
-}
-
-// launch_after_func() runs `f` in its own fiber, else its own thread, else
-// (out of memory or threads) right here. noexcept: it runs inside cancel().
+// launch_after_func() runs `f` in its own fiber when a runtime is running
+// and not shutting down (a fiber spawned then might never run), else in its
+// own thread, else (out of memory or threads) right here. A failed spawn
+// leaves `f` where it was. noexcept: it runs inside cancel().
 inline void launch_after_func(AfterFuncTask&& f) noexcept {
-  std::shared_ptr<AfterFuncTask> task;
+  auto body = [task = std::move(f)]() mutable { task(); };
+  std::shared_ptr<decltype(body)> shared;
   try {
-    task = std::make_shared<AfterFuncTask>(std::move(f));
-    if (spawn_after_func(task)) return;
-    std::thread([task] { (*task)(); }).detach();
+    if (Worker* w = current_worker()) {  // a worker's runtime lives while it runs
+      if (!w->rt->stopping()) {
+        w->rt->spawn(std::move(body));
+        return;
+      }
+    } else {
+      auto spawn = [&](Runtime* rt) { rt->spawn(std::move(body)); };
+      if (spawn_from_outside(/*join_deadlock_count=*/false, spawn) == OutsideSpawn::spawned) return;
+    }
+    // A thread that fails to start destroys what it was given: it gets a
+    // reference, so the task survives for the last resort below.
+    shared = std::make_shared<decltype(body)>(std::move(body));
+    std::thread([shared] { (*shared)(); }).detach();
     return;
   } catch (...) {
   }
-  if (task) (*task)(); else f();  // make_shared failed before moving f
+  if (shared) (*shared)(); else body();  // make_shared failed before moving body
 }
 
 }  // namespace goro::detail

@@ -57,6 +57,7 @@
 namespace goro::detail {
 
 struct Fiber;
+class Runtime;
 class SpinLock;
 
 enum class WakeReason : std::uint8_t {
@@ -160,6 +161,10 @@ class Parker {
 
  private:
   WakeReason park_thread(std::int64_t deadline_ns);
+  // leave_wait_while_stopping() ends a fiber's park() once the runtime is
+  // stopping: it waits until the unwinder let go of this wait, and warns if
+  // an unwind is about to leave a destructor (std::terminate follows).
+  WakeReason leave_wait_while_stopping(Runtime* rt) noexcept;
   // open_wait() is prepare()'s and prepare_locked()'s common part: it
   // releases the new ticket.
   Ticket open_wait(const char* what, Publish publish) noexcept;

@@ -474,22 +474,22 @@ inline WakeReason Parker::park(ParkCommit commit) {
     Ticket t;
     if (open_ticket(t) && claim(t, WakeReason::unwind)) {
       commit();
-      rt->wait_out_unwinder(fiber_);
-      if (std::uncaught_exceptions() > 0) [[unlikely]] warn_unwind_in_destructor(fiber_, waiting_on());
-      return WakeReason::unwind;
+      return leave_wait_while_stopping(rt);
     }
   }
   rt->park_current(fiber_, commit);
   // The unwinder may be about to lock this wait's claim lock (unwind_all):
   // while it runs, no fiber leaves a wait before the unwinder let go of it.
   AsymmetricFence::light();
-  if (rt->stopping()) [[unlikely]] {
-    rt->wait_out_unwinder(fiber_);
-    if (last_reason() == WakeReason::unwind && std::uncaught_exceptions() > 0) {
-      warn_unwind_in_destructor(fiber_, waiting_on());
-    }
-  }
+  if (rt->stopping()) [[unlikely]] return leave_wait_while_stopping(rt);
   return last_reason();
+}
+
+GORO_NOINLINE inline WakeReason Parker::leave_wait_while_stopping(Runtime* rt) noexcept {
+  rt->wait_out_unwinder(fiber_);
+  WakeReason reason = last_reason();
+  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) warn_unwind_in_destructor(fiber_, waiting_on());
+  return reason;
 }
 
 inline WakeReason Parker::park_until(std::int64_t deadline_ns) {
@@ -785,6 +785,28 @@ Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
   register_fiber(f, w);
   make_runnable(f, w);
   return f;
+}
+
+// OutsideSpawn is what spawn_from_outside() did.
+enum class OutsideSpawn : std::uint8_t { spawned, no_runtime, stopping };
+
+// spawn_from_outside() calls `spawn(rt)` with the running runtime, from a
+// thread that is not one of its workers (a plain thread, or goro's timer
+// thread), unless no runtime is running or it is stopping: a thread spawning
+// in a loop would keep a stopping runtime from ever finishing, and a fiber
+// spawned after the unwinding would never run. g_runtime_entry keeps the
+// runtime from being destroyed between the check and the spawn. With
+// `join_deadlock_count` the calling thread counts as able to move before the
+// fiber exists (the fiber may wait for it).
+template <class SpawnOn>
+OutsideSpawn spawn_from_outside(bool join_deadlock_count, SpawnOn&& spawn) {
+  std::lock_guard guard(g_runtime_entry);
+  Runtime* rt = current_runtime();
+  if (!rt) return OutsideSpawn::no_runtime;
+  if (rt->stopping()) return OutsideSpawn::stopping;
+  if (join_deadlock_count) Parker::current();
+  spawn(rt);
+  return OutsideSpawn::spawned;
 }
 
 // about_to_run() readies `f`, which worker `w` is about to switch to: it
