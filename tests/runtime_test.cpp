@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -210,6 +211,78 @@ TEST_CASE("fibers still blocked when main returns are unwound, destructors run",
       with_workers(workers));
   CHECK(destroyed.load() == n);
   forever->done();  // reset for the next generated run
+}
+
+// At shutdown a destructor's wait still completes when what it waits for is
+// done by other fibers' unwinding (their destructors) or by a timer: the
+// unwinder leaves such waits to their wakers while anything can still move.
+// Five fibers block on a channel nobody sends on; when main returns:
+//   joiner   its destructor waits on a WaitGroup that signaller's destructor
+//            marks done after a sleep (the RAII join of structured code);
+//   holder   holds a Mutex; its lock_guard unlocks it as it unwinds;
+//   locker   its destructor locks that Mutex, then receives on `handoff`;
+//   sender   its destructor sends on `handoff` (a rendezvous between two
+//            destructors, each of which may run first).
+TEST_CASE("shutdown: a destructor may wait on what other fibers' unwinding does", "[runtime][unwind]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(goro_test::scaled(40, 20, 5));
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<int> completed{0};
+    std::atomic<int> received{-1};
+    goro::run(
+        [&] {
+          goro::WaitGroup started;
+          started.add(5);
+          goro::Channel<int> never, handoff;
+          auto joined = std::make_shared<goro::WaitGroup>();
+          joined->add(1);
+          auto mu = std::make_shared<goro::Mutex>();
+          struct OnExit {
+            std::function<void()> fn;
+            ~OnExit() { fn(); }
+          };
+          goro::go([&, never, joined] {
+            OnExit joiner{[&, joined] { joined->wait(); completed.fetch_add(1); }};
+            started.done();
+            (void)never.recv();
+          });
+          goro::go([&, never, joined] {
+            OnExit signaller{[&, joined] {
+              goro::this_fiber::sleep_for(1ms);
+              joined->done();
+              completed.fetch_add(1);
+            }};
+            started.done();
+            (void)never.recv();
+          });
+          goro::go([&, never, mu] {
+            std::lock_guard holder(*mu);
+            started.done();
+            (void)never.recv();
+          });
+          goro::go([&, never, mu, handoff] {
+            OnExit locker{[&, mu, handoff] {
+              std::lock_guard g(*mu);
+              received.store(handoff.recv().value());
+              completed.fetch_add(1);
+            }};
+            started.done();
+            (void)never.recv();
+          });
+          goro::go([&, never, handoff] {
+            OnExit sender{[&, handoff] {
+              handoff.send(42);
+              completed.fetch_add(1);
+            }};
+            started.done();
+            (void)never.recv();
+          });
+          started.wait();
+        },
+        with_workers(workers));
+    REQUIRE(completed.load() == 4);
+    REQUIRE(received.load() == 42);
+  }
 }
 
 // Plain channel waits are claimed without a compare-and-swap, under their

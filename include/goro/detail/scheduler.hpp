@@ -269,6 +269,9 @@ class Runtime {
   }
 
   bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }
+  // unwind_stuck() says the unwinding found only destructors' waits left and
+  // nothing that could end them: it unwinds those too (unwind_all()).
+  bool unwind_stuck() const noexcept { return unwind_stuck_.load(std::memory_order_seq_cst); }
   bool seeded() const noexcept { return config_.sched_seed != 0; }
   // seeded_random() is the deterministic mode's generator (one worker, so
   // only ever called from that worker).
@@ -312,6 +315,15 @@ class Runtime {
   void unregister_exited(Worker* w) noexcept;
   void fail(std::exception_ptr e) noexcept;
   void unwind_all() noexcept;
+  // What one pass of unwind_all() saw: fibers that may still move on their
+  // own, and fibers parked in a shielded wait (Parker::shielded()).
+  struct UnwindPass {
+    std::size_t moving = 0;
+    std::size_t shielded = 0;
+  };
+  UnwindPass unwind_pass() noexcept;
+  bool nothing_can_move() noexcept;
+  bool nothing_can_move_locked() noexcept;
   void make_runnable_queued(Fiber* f, Worker* w) noexcept;
   // describe_blocked() lists the live fibers and what each waits on; `count`
   // gets how many, `running` how many of them wait on nothing.
@@ -339,6 +351,7 @@ class Runtime {
   std::atomic<bool> quit_{false};
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> unwind_stuck_{false};
 
   // The thread inside run() waits on these.
   std::mutex mutex_;
@@ -453,14 +466,28 @@ inline Parker& Parker::current() {
 
 // warn_unwind_in_destructor() explains, before it happens, the
 // std::terminate that follows when the unwind exception is about to leave a
-// blocking call made while this fiber is already unwinding: that call is
-// inside a destructor, and the exception cannot leave it.
-GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* what) noexcept {
-  std::fprintf(stderr,
-               "goro: fiber %llu blocked (%s) in a destructor that runs while main has returned and the "
-               "runtime unwinds its fibers; the unwind exception cannot leave a destructor, so the program "
-               "ends (std::terminate). Destructors must not block during shutdown (docs/runtime.md).\n",
-               static_cast<unsigned long long>(f->id), what ? what : "wait");
+// blocking call made inside a destructor: the exception cannot leave it.
+// `stuck`: the wait began during the unwinding and nothing was left that
+// could end it; otherwise it began before main returned.
+GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* what, bool stuck) noexcept {
+  const auto id = static_cast<unsigned long long>(f->id);
+  if (!what) what = "wait";
+  if (stuck) {
+    std::fprintf(stderr,
+                 "goro: fiber %llu blocked (%s) in a destructor while the runtime unwinds its fibers (main "
+                 "returned), and nothing can wake it: every other fiber is blocked as well, and no timer or "
+                 "thread is left to move. The unwind exception cannot leave a destructor, so the program ends "
+                 "(std::terminate). A destructor may block during shutdown only on what other fibers' "
+                 "unwinding still does (docs/runtime.md).\n",
+                 id, what);
+  } else {
+    std::fprintf(stderr,
+                 "goro: fiber %llu was blocked (%s) in a destructor when main returned; the runtime unwinds "
+                 "such a wait too, and the unwind exception cannot leave a destructor, so the program ends "
+                 "(std::terminate). Finish fibers that block in destructors before main returns "
+                 "(docs/runtime.md).\n",
+                 id, what);
+  }
 }
 
 inline WakeReason Parker::park(ParkCommit commit) {
@@ -469,26 +496,41 @@ inline WakeReason Parker::park(ParkCommit commit) {
     return park_thread(-1);
   }
   Runtime* rt = current_runtime();
-  if (rt->stopping()) {
-    // Close our own wait; if a waker won instead, park to consume its unpark.
-    Ticket t;
-    if (open_ticket(t) && claim(t, WakeReason::unwind)) {
-      commit();
-      return leave_wait_while_stopping(rt);
-    }
-  }
+  if (rt->stopping()) [[unlikely]] return park_while_stopping(rt, commit);
   rt->park_current(fiber_, commit);
   // The unwinder may be about to lock this wait's claim lock (unwind_all):
   // while it runs, no fiber leaves a wait before the unwinder let go of it.
   AsymmetricFence::light();
-  if (rt->stopping()) [[unlikely]] return leave_wait_while_stopping(rt);
+  if (rt->stopping()) [[unlikely]] return leave_wait_while_stopping(rt, false);
   return last_reason();
 }
 
-GORO_NOINLINE inline WakeReason Parker::leave_wait_while_stopping(Runtime* rt) noexcept {
+GORO_NOINLINE inline WakeReason Parker::park_while_stopping(Runtime* rt, ParkCommit commit) noexcept {
+  if (std::uncaught_exceptions() > 0 && !rt->unwind_stuck()) {
+    // A destructor's wait may still complete: other fibers' destructors run
+    // too. The unwinder leaves it to its wakers (Runtime::unwind_all).
+    shielded_.store(true, std::memory_order_relaxed);
+    rt->park_current(fiber_, commit);
+    shielded_.store(false, std::memory_order_relaxed);
+    return leave_wait_while_stopping(rt, /*was_shielded=*/true);
+  }
+  // Every other wait ends here: close it ourselves; if a waker won instead,
+  // park to consume its unpark.
+  Ticket t;
+  if (open_ticket(t) && claim(t, WakeReason::unwind)) {
+    commit();
+    return leave_wait_while_stopping(rt, /*was_shielded=*/rt->unwind_stuck());
+  }
+  rt->park_current(fiber_, commit);
+  return leave_wait_while_stopping(rt, false);
+}
+
+GORO_NOINLINE inline WakeReason Parker::leave_wait_while_stopping(Runtime* rt, bool was_shielded) noexcept {
   rt->wait_out_unwinder(fiber_);
   WakeReason reason = last_reason();
-  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) warn_unwind_in_destructor(fiber_, waiting_on());
+  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) {
+    warn_unwind_in_destructor(fiber_, waiting_on(), was_shielded);
+  }
   return reason;
 }
 
@@ -637,8 +679,19 @@ inline void Runtime::wait_and_stop() {
   }
 }
 
-// unwind_all() claims every open wait with `unwind` until no fiber is left.
-// Fibers that are running will park (and self-claim) or finish.
+// unwind_all() claims the open waits of parked fibers with `unwind`, pass
+// after pass, until no fiber is left. Fibers that are running will park (and
+// self-claim, Parker::park) or finish.
+//
+// Shielded waits. A destructor that blocks while its fiber unwinds
+// (Parker::park with an exception in flight) opens a shielded wait, which the
+// passes leave to its wakers: it may wait on what other fibers' unwinding
+// does (a RAII join, a Mutex a lock_guard releases). Once a pass finds only
+// shielded waits and nothing_can_move(), nothing can end them; unwind_stuck_
+// is set and the next pass claims them too (their destructors then end the
+// program, an exception cannot leave a destructor, after a message). A pass
+// skips a fiber that has not finished parking, so it never claims a wait
+// before the fiber could mark it shielded; a later pass finds it parked.
 //
 // A wait opened with prepare_locked() is claimed under its lock, like its
 // wakers do (they claim it without a compare-and-swap). That lock belongs to
@@ -656,19 +709,41 @@ inline void Runtime::wait_and_stop() {
 inline void Runtime::unwind_all() noexcept {
   AsymmetricFence::heavy();  // stopping_ is set
   for (;;) {
-    WakeList wake;
-    for_each_fiber([&](Fiber* f) {  // under f's shard lock
-      Parker::Ticket t;
-      if (!f->parker.open_ticket(t)) return;
-      std::unique_lock<SpinLock> claim_guard;  // held for a prepare_locked() wait
-      if (SpinLock* lock = f->parker.claim_lock()) claim_guard = std::unique_lock(*lock);
-      wake.add_if_claimed(t, WakeReason::unwind);
-    });
-    wake.flush();
+    const UnwindPass pass = unwind_pass();
+    if (pass.moving == 0 && pass.shielded > 0 && !unwind_stuck() && nothing_can_move()) {
+      unwind_stuck_.store(true, std::memory_order_seq_cst);
+      continue;  // the next pass unwinds the shielded waits too
+    }
     std::unique_lock lock(mutex_);
     if (live_fibers() == 0) return;
     cv_.wait_for(lock, std::chrono::milliseconds(1));
   }
+}
+
+// unwind_pass() claims, with `unwind`, the open wait of every parked fiber
+// but the shielded ones (unless unwind_stuck()), and counts what it saw. A
+// fiber that has not finished parking is left to a later pass: once parked
+// it is claimed then, or it saw stopping_ in park() and closed its own wait.
+inline Runtime::UnwindPass Runtime::unwind_pass() noexcept {
+  UnwindPass pass;
+  const bool unwind_shielded = unwind_stuck();
+  WakeList wake;
+  for_each_fiber([&](Fiber* f) {  // under f's shard lock
+    Parker::Ticket t;
+    if (f->state.load(std::memory_order_acquire) != FiberState::parked || !f->parker.open_ticket(t)) {
+      ++pass.moving;  // running, or being woken
+      return;
+    }
+    if (f->parker.shielded() && !unwind_shielded) {
+      ++pass.shielded;
+      return;
+    }
+    ++pass.moving;
+    std::unique_lock<SpinLock> claim_guard;  // held for a prepare_locked() wait
+    if (SpinLock* lock = f->parker.claim_lock()) claim_guard = std::unique_lock(*lock);
+    wake.add_if_claimed(t, WakeReason::unwind);
+  });
+  return pass;
 }
 
 // wait_out_unwinder() returns once the unwinder holds no lock of `self`'s
@@ -1309,16 +1384,27 @@ inline void Runtime::go_idle(Worker* w) noexcept {
 // go idle: if no fiber can run, no timer is pending and no registered plain
 // thread is active, nothing can ever move again.
 inline void Runtime::check_deadlock_locked() noexcept {
-  if (!config_.detect_deadlock || stopping()) return;
-  if (n_idle_.load(std::memory_order_seq_cst) != workers_.size()) return;
-  if (g_active_threads.load(std::memory_order_seq_cst) != 0) return;
-  if (!timers().empty() || any_work_visible()) return;
+  if (!config_.detect_deadlock || stopping() || !nothing_can_move_locked()) return;
   std::string report = "all fibers are asleep - deadlock!\n\n" + describe_blocked(true);
   std::lock_guard guard(mutex_);
   if (main_done_ || deadlock_) return;
   deadlock_ = true;
   deadlock_report_ = std::move(report);
   cv_.notify_all();
+}
+
+// nothing_can_move_locked() runs with idle_mutex_ held: every worker is idle,
+// no fiber is runnable, no timer is pending and no registered plain thread
+// is active, so no fiber can ever be woken again.
+inline bool Runtime::nothing_can_move_locked() noexcept {
+  if (n_idle_.load(std::memory_order_seq_cst) != workers_.size()) return false;
+  if (g_active_threads.load(std::memory_order_seq_cst) != 0) return false;
+  return timers().empty() && !any_work_visible();
+}
+
+inline bool Runtime::nothing_can_move() noexcept {
+  std::lock_guard guard(idle_mutex_);
+  return nothing_can_move_locked();
 }
 
 // ---------------------------------------------------------------------------
