@@ -729,8 +729,12 @@ inline Runtime::UnwindPass Runtime::unwind_pass() noexcept {
   const bool unwind_shielded = unwind_stuck();
   WakeList wake;
   for_each_fiber([&](Fiber* f) {  // under f's shard lock
+    // The ticket first: once it is seen open, `parked` can only be this
+    // wait's (the fiber cannot leave it unclaimed), so `shielded` is too.
+    // Read the other way round, `parked` could be a finished wait's and
+    // the ticket a new one that is not shielded yet.
     Parker::Ticket t;
-    if (f->state.load(std::memory_order_acquire) != FiberState::parked || !f->parker.open_ticket(t)) {
+    if (!f->parker.open_ticket(t) || f->state.load(std::memory_order_acquire) != FiberState::parked) {
       ++pass.moving;  // running, or being woken
       return;
     }
