@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -138,6 +140,57 @@ TEST_CASE("misuse: a destructor that blocks for good during shutdown unwinding e
   CHECK(WTERMSIG(status) == SIGABRT);
   CHECK(out.find("blocked (chan send) in a destructor") != std::string::npos);
   CHECK(out.find("nothing can wake it") != std::string::npos);
+}
+
+// The stuck check must not fire while shielded waits still make progress,
+// and must fire once they stop: here one destructor's wait completes (a
+// sleep), and another's never can (a receive nobody sends to). The program
+// ends naming the second one only, after the first destructor finished.
+TEST_CASE("misuse: after the destructors that can finish did, one blocked for good ends the program",
+          "[misuse][runtime]") {
+  if (!kForkTestsRun) {
+    SUCCEED("skipped under sanitizers (forks a child that aborts)");
+    return;
+  }
+  auto [out, status] = run_in_child([] {
+    goro::run(
+        [] {
+          goro::WaitGroup parked;
+          parked.add(2);
+          goro::go([&parked] {
+            struct SleepsOnExit {
+              ~SleepsOnExit() {
+                goro::this_fiber::sleep_for(std::chrono::milliseconds(20));
+                std::fprintf(stderr, "sleeper finished\n");
+              }
+            } guard;
+            goro::Channel<int> never;
+            parked.done();
+            (void)never.recv();
+          });
+          goro::go([&parked] {
+            struct ReceivesOnExit {
+              goro::Channel<int> ch;
+              ~ReceivesOnExit() { (void)ch.recv(); }  // nobody sends: blocks for good
+            } guard;
+            goro::Channel<int> never;
+            parked.done();
+            (void)never.recv();
+          });
+          parked.wait();
+        },
+        with_workers(2));
+  });
+  INFO("child output: " << out);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGABRT);
+  const auto finished = out.find("sleeper finished");
+  const auto stuck = out.find("blocked (chan receive) in a destructor");
+  REQUIRE(finished != std::string::npos);
+  REQUIRE(stuck != std::string::npos);
+  CHECK(finished < stuck);
+  CHECK(out.find("nothing can wake it") != std::string::npos);
+  CHECK(out.find("(sleep)") == std::string::npos);
 }
 
 // --- Self-deadlock ----------------------------------------------------------------------

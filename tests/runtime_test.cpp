@@ -216,13 +216,15 @@ TEST_CASE("fibers still blocked when main returns are unwound, destructors run",
 // At shutdown a destructor's wait still completes when what it waits for is
 // done by other fibers' unwinding (their destructors) or by a timer: the
 // unwinder leaves such waits to their wakers while anything can still move.
-// Five fibers block on a channel nobody sends on; when main returns:
+// Six fibers block on a channel nobody sends on; when main returns:
 //   joiner   its destructor waits on a WaitGroup that signaller's destructor
 //            marks done after a sleep (the RAII join of structured code);
 //   holder   holds a Mutex; its lock_guard unlocks it as it unwinds;
 //   locker   its destructor locks that Mutex, then receives on `handoff`;
 //   sender   its destructor sends on `handoff` (a rendezvous between two
-//            destructors, each of which may run first).
+//            destructors, each of which may run first);
+//   timed    its destructor receives from goro::after(1 ms), whose value
+//            goro's timer sends once the heap already looks empty.
 TEST_CASE("shutdown: a destructor may wait on what other fibers' unwinding does", "[runtime][unwind]") {
   const std::size_t workers = GORO_WORKERS();
   const int rounds = static_cast<int>(goro_test::scaled(40, 20, 5));
@@ -232,7 +234,7 @@ TEST_CASE("shutdown: a destructor may wait on what other fibers' unwinding does"
     goro::run(
         [&] {
           goro::WaitGroup started;
-          started.add(5);
+          started.add(6);
           goro::Channel<int> never, handoff;
           auto joined = std::make_shared<goro::WaitGroup>();
           joined->add(1);
@@ -277,10 +279,18 @@ TEST_CASE("shutdown: a destructor may wait on what other fibers' unwinding does"
             started.done();
             (void)never.recv();
           });
+          goro::go([&, never] {
+            OnExit timed{[&] {
+              (void)goro::after(1ms).recv();
+              completed.fetch_add(1);
+            }};
+            started.done();
+            (void)never.recv();
+          });
           started.wait();
         },
         with_workers(workers));
-    REQUIRE(completed.load() == 4);
+    REQUIRE(completed.load() == 5);
     REQUIRE(received.load() == 42);
   }
 }

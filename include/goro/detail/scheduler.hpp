@@ -686,10 +686,11 @@ inline void Runtime::wait_and_stop() {
 // Shielded waits. A destructor that blocks while its fiber unwinds
 // (Parker::park with an exception in flight) opens a shielded wait, which the
 // passes leave to its wakers: it may wait on what other fibers' unwinding
-// does (a RAII join, a Mutex a lock_guard releases). Once a pass finds only
-// shielded waits and nothing_can_move(), nothing can end them; unwind_stuck_
-// is set and the next pass claims them too (their destructors then end the
-// program, an exception cannot leave a destructor, after a message). A pass
+// does (a RAII join, a Mutex a lock_guard releases). Once nothing_can_move()
+// and the pass after it finds only shielded waits, nothing can end them:
+// unwind_stuck_ is set and the next pass claims them too (their destructors
+// then end the program after a message, as an exception cannot leave a
+// destructor). A pass
 // skips a fiber that has not finished parking, so it never claims a wait
 // before the fiber could mark it shielded; a later pass finds it parked.
 //
@@ -709,8 +710,12 @@ inline void Runtime::wait_and_stop() {
 inline void Runtime::unwind_all() noexcept {
   AsymmetricFence::heavy();  // stopping_ is set
   for (;;) {
+    // Quiet first, then the pass: whatever could still wake a fiber the pass
+    // sees parked (a running fiber, a timer firing, an active thread) was
+    // visible to the quiet check, or had already closed that fiber's wait.
+    const bool quiet = !unwind_stuck() && nothing_can_move();
     const UnwindPass pass = unwind_pass();
-    if (pass.moving == 0 && pass.shielded > 0 && !unwind_stuck() && nothing_can_move()) {
+    if (quiet && pass.moving == 0 && pass.shielded > 0) {
       unwind_stuck_.store(true, std::memory_order_seq_cst);
       continue;  // the next pass unwinds the shielded waits too
     }
@@ -1398,12 +1403,12 @@ inline void Runtime::check_deadlock_locked() noexcept {
 }
 
 // nothing_can_move_locked() runs with idle_mutex_ held: every worker is idle,
-// no fiber is runnable, no timer is pending and no registered plain thread
-// is active, so no fiber can ever be woken again.
+// no fiber is runnable, no timer is pending or firing and no registered
+// plain thread is active, so no fiber can ever be woken again.
 inline bool Runtime::nothing_can_move_locked() noexcept {
   if (n_idle_.load(std::memory_order_seq_cst) != workers_.size()) return false;
   if (g_active_threads.load(std::memory_order_seq_cst) != 0) return false;
-  return timers().empty() && !any_work_visible();
+  return timers().settled() && !any_work_visible();
 }
 
 inline bool Runtime::nothing_can_move() noexcept {

@@ -54,6 +54,11 @@ class TimerHeap {
   // seq_cst: the deadlock detector orders it against the active-thread count.
   std::int64_t earliest() const noexcept { return earliest_.load(std::memory_order_seq_cst); }
   bool empty() const noexcept { return earliest() == INT64_MAX; }
+  // settled() is empty() with no firing in flight: no node is pending, and
+  // no run_due() is between taking due nodes off and waking their waiters
+  // (a Timer's channel send runs after the heap already looks empty). The
+  // deadlock detector and the unwinder's stuck check ask this.
+  bool settled() const noexcept { return empty() && firing_.load(std::memory_order_seq_cst) == 0; }
   // clear() drops every pending node without expiring it (runtime teardown).
   void clear() noexcept;
 
@@ -69,6 +74,7 @@ class TimerHeap {
   SpinLock lock_;
   std::vector<TimerNode*> heap_;
   std::atomic<std::int64_t> earliest_{INT64_MAX};
+  std::atomic<std::uint32_t> firing_{0};  // run_due() calls that found due nodes, until they woke all
 };
 
 // timers() is the process's heap. It is never destroyed: the TimerService
@@ -108,6 +114,11 @@ inline void TimerHeap::erase_at(std::size_t i) noexcept {
 
 inline std::size_t TimerHeap::run_due(std::int64_t now) {
   if (earliest() > now) return 0;
+  firing_.fetch_add(1, std::memory_order_seq_cst);  // before the heap can look empty
+  struct Settle {
+    std::atomic<std::uint32_t>& firing;
+    ~Settle() { firing.fetch_sub(1, std::memory_order_seq_cst); }
+  } settle{firing_};  // after `wake` is flushed and `later` has run
   WakeList wake;
   TimerNode* later = nullptr;
   std::size_t count = 0;
