@@ -192,18 +192,9 @@ bool ErrGroup::try_go(F&& f) {
   State& s = *state_;
   std::shared_ptr<Semaphore> slots;
   if (!s.enter(slots)) return false;
-  if (slots) {
-    bool taken = false;
-    try {
-      taken = slots->try_acquire();
-    } catch (...) {
-      s.leave(nullptr);
-      throw;
-    }
-    if (!taken) {
-      s.leave(nullptr);
-      return false;
-    }
+  if (slots && !slots->try_acquire()) {  // try_acquire(1) cannot throw
+    s.leave(nullptr);
+    return false;
   }
   start(std::forward<F>(f), std::move(slots));
   return true;

@@ -172,7 +172,7 @@ class Parker {
   // leave_wait_while_stopping() ends a fiber's park() once the runtime is
   // stopping: it waits until the unwinder let go of this wait, and warns if
   // an unwind is about to leave a destructor (std::terminate follows).
-  WakeReason leave_wait_while_stopping(Runtime* rt, bool was_shielded) noexcept;
+  WakeReason leave_wait_while_stopping(Runtime* rt) noexcept;
   // open_wait() is prepare()'s and prepare_locked()'s common part: it
   // releases the new ticket.
   Ticket open_wait(const char* what, Publish publish) noexcept;

@@ -501,7 +501,7 @@ inline WakeReason Parker::park(ParkCommit commit) {
   // The unwinder may be about to lock this wait's claim lock (unwind_all):
   // while it runs, no fiber leaves a wait before the unwinder let go of it.
   AsymmetricFence::light();
-  if (rt->stopping()) [[unlikely]] return leave_wait_while_stopping(rt, false);
+  if (rt->stopping()) [[unlikely]] return leave_wait_while_stopping(rt);
   return last_reason();
 }
 
@@ -512,24 +512,28 @@ GORO_NOINLINE inline WakeReason Parker::park_while_stopping(Runtime* rt, ParkCom
     shielded_.store(true, std::memory_order_relaxed);
     rt->park_current(fiber_, commit);
     shielded_.store(false, std::memory_order_relaxed);
-    return leave_wait_while_stopping(rt, /*was_shielded=*/true);
+    return leave_wait_while_stopping(rt);
   }
   // Every other wait ends here: close it ourselves; if a waker won instead,
   // park to consume its unpark.
   Ticket t;
   if (open_ticket(t) && claim(t, WakeReason::unwind)) {
     commit();
-    return leave_wait_while_stopping(rt, /*was_shielded=*/rt->unwind_stuck());
+    return leave_wait_while_stopping(rt);
   }
   rt->park_current(fiber_, commit);
-  return leave_wait_while_stopping(rt, false);
+  return leave_wait_while_stopping(rt);
 }
 
-GORO_NOINLINE inline WakeReason Parker::leave_wait_while_stopping(Runtime* rt, bool was_shielded) noexcept {
+// An unwound wait inside a destructor is either one the unwinder gave up on
+// (unwind_stuck(): every wait left was such a one) or one that began before
+// main returned: the unwinder claims it on a pass that cannot yet be stuck,
+// since the fiber then counts as able to move until it has run.
+GORO_NOINLINE inline WakeReason Parker::leave_wait_while_stopping(Runtime* rt) noexcept {
   rt->wait_out_unwinder(fiber_);
   WakeReason reason = last_reason();
   if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) {
-    warn_unwind_in_destructor(fiber_, waiting_on(), was_shielded);
+    warn_unwind_in_destructor(fiber_, waiting_on(), /*stuck=*/rt->unwind_stuck());
   }
   return reason;
 }
@@ -690,9 +694,9 @@ inline void Runtime::wait_and_stop() {
 // and the pass after it finds only shielded waits, nothing can end them:
 // unwind_stuck_ is set and the next pass claims them too (their destructors
 // then end the program after a message, as an exception cannot leave a
-// destructor). A pass
-// skips a fiber that has not finished parking, so it never claims a wait
-// before the fiber could mark it shielded; a later pass finds it parked.
+// destructor). A pass skips a fiber that has not finished parking, so it
+// never claims a wait before the fiber could mark it shielded; a later pass
+// finds it parked.
 //
 // A wait opened with prepare_locked() is claimed under its lock, like its
 // wakers do (they claim it without a compare-and-swap). That lock belongs to
