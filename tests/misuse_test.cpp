@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -24,6 +25,22 @@ namespace {
 
 
 constexpr bool kForkTestsRun = !goro_test::kTsan && !goro_test::kAsan;
+
+// expect_abort() runs `body` in a forked child, requires that the child
+// ended by SIGABRT, and returns what it printed. Under a sanitizer, which
+// these children would trip, it records the skip and returns nothing.
+template <class F>
+std::optional<std::string> expect_abort(F body) {
+  if (!kForkTestsRun) {
+    SUCCEED("skipped under sanitizers (forks a child that aborts)");
+    return std::nullopt;
+  }
+  auto [out, status] = run_in_child(std::move(body));
+  INFO("child output: " << out);
+  REQUIRE(WIFSIGNALED(status));
+  REQUIRE(WTERMSIG(status) == SIGABRT);
+  return out;
+}
 
 }  // namespace
 
@@ -96,28 +113,19 @@ TEST_CASE("misuse: a fiber that swallows the unwind in a loop keeps run() from r
 // --- Mutex misuse where the call is noexcept -----------------------------------------
 TEST_CASE("misuse: unlock of an unlocked Mutex from a lock_guard destructor terminates naming it",
           "[misuse][mutex]") {
-  if (!kForkTestsRun) {
-    SUCCEED("skipped under sanitizers (forks a child that aborts)");
-    return;
-  }
-  auto [out, status] = run_in_child([] {
+  const auto out = expect_abort([] {
     goro::Mutex mu;
     std::lock_guard guard(mu);
     mu.unlock();  // the guard's destructor unlocks again: noexcept, so terminate
   });
-  INFO("child output: " << out);
-  REQUIRE(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGABRT);
-  CHECK(out.find("goro::Mutex: unlock of unlocked mutex") != std::string::npos);
+  if (!out) return;
+  INFO("child output: " << *out);
+  CHECK(out->find("goro::Mutex: unlock of unlocked mutex") != std::string::npos);
 }
 
 TEST_CASE("misuse: a destructor that blocks for good during shutdown unwinding ends the program, naming it",
           "[misuse][runtime]") {
-  if (!kForkTestsRun) {
-    SUCCEED("skipped under sanitizers (forks a child that aborts)");
-    return;
-  }
-  auto [out, status] = run_in_child([] {
+  const auto out = expect_abort([] {
     goro::run(
         [] {
           goro::WaitGroup parked;
@@ -135,11 +143,48 @@ TEST_CASE("misuse: a destructor that blocks for good during shutdown unwinding e
         },
         with_workers(2));
   });
-  INFO("child output: " << out);
-  REQUIRE(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGABRT);
-  CHECK(out.find("blocked (chan send) in a destructor") != std::string::npos);
-  CHECK(out.find("nothing can wake it") != std::string::npos);
+  if (!out) return;
+  INFO("child output: " << *out);
+  CHECK(out->find("blocked (chan send) in a destructor") != std::string::npos);
+  CHECK(out->find("nothing can wake it") != std::string::npos);
+}
+
+// The same for a destructor that blocked before main returned, while its
+// fiber's own exception propagated: the unwinding leaves that wait alone
+// while anything can move, then ends the program naming it.
+TEST_CASE("misuse: a destructor blocked for good before main returned ends the program, naming it",
+          "[misuse][runtime]") {
+  const auto out = expect_abort([] {
+    goro::run(
+        [] {
+          goro::WaitGroup blocking;
+          blocking.add(1);
+          goro::go([&blocking] {
+            struct ReceivesOnExit {
+              goro::WaitGroup& blocking;
+              goro::Channel<int> ch;
+              ~ReceivesOnExit() {
+                blocking.done();
+                (void)ch.recv();  // nobody sends: blocks for good
+              }
+            };
+            try {
+              ReceivesOnExit guard{blocking, {}};
+              throw std::runtime_error("the fiber's own error");
+            } catch (const std::runtime_error&) {
+              std::fprintf(stderr, "destructor finished\n");
+            }
+          });
+          blocking.wait();
+          goro::this_fiber::sleep_for(2ms);  // parked in the destructor (almost always)
+        },
+        with_workers(2));
+  });
+  if (!out) return;
+  INFO("child output: " << *out);
+  CHECK(out->find("blocked (chan receive) in a destructor") != std::string::npos);
+  CHECK(out->find("nothing can wake it") != std::string::npos);
+  CHECK(out->find("destructor finished") == std::string::npos);
 }
 
 // The stuck check must not fire while shielded waits still make progress,
@@ -148,11 +193,7 @@ TEST_CASE("misuse: a destructor that blocks for good during shutdown unwinding e
 // ends naming the second one only, after the first destructor finished.
 TEST_CASE("misuse: after the destructors that can finish did, one blocked for good ends the program",
           "[misuse][runtime]") {
-  if (!kForkTestsRun) {
-    SUCCEED("skipped under sanitizers (forks a child that aborts)");
-    return;
-  }
-  auto [out, status] = run_in_child([] {
+  const auto out = expect_abort([] {
     goro::run(
         [] {
           goro::WaitGroup parked;
@@ -181,16 +222,15 @@ TEST_CASE("misuse: after the destructors that can finish did, one blocked for go
         },
         with_workers(2));
   });
-  INFO("child output: " << out);
-  REQUIRE(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGABRT);
-  const auto finished = out.find("sleeper finished");
-  const auto stuck = out.find("blocked (chan receive) in a destructor");
+  if (!out) return;
+  INFO("child output: " << *out);
+  const auto finished = out->find("sleeper finished");
+  const auto stuck = out->find("blocked (chan receive) in a destructor");
   REQUIRE(finished != std::string::npos);
   REQUIRE(stuck != std::string::npos);
   CHECK(finished < stuck);
-  CHECK(out.find("nothing can wake it") != std::string::npos);
-  CHECK(out.find("(sleep)") == std::string::npos);
+  CHECK(out->find("nothing can wake it") != std::string::npos);
+  CHECK(out->find("(sleep)") == std::string::npos);
 }
 
 // --- Self-deadlock ----------------------------------------------------------------------

@@ -295,6 +295,76 @@ TEST_CASE("shutdown: a destructor may wait on what other fibers' unwinding does"
   }
 }
 
+// A fiber whose own exception is propagating can block in a destructor
+// before main returns; the unwinding at shutdown must then leave that wait
+// to what other fibers' unwinding does, as it does for a destructor that
+// blocks during the unwinding. (Unwinding it would throw out of the
+// destructor: std::terminate.) The joiner waits for a WaitGroup another
+// fiber marks done in a destructor; the locker waits for a Mutex another
+// fiber's lock_guard holds. Both catch their exception afterwards.
+TEST_CASE("shutdown: a destructor blocked before main returned completes on other fibers' unwinding",
+          "[runtime][unwind]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(goro_test::scaled(40, 20, 5));
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<int> completed{0}, caught{0};
+    goro::run(
+        [&] {
+          goro::WaitGroup holding, blocking;
+          holding.add(2);
+          blocking.add(2);
+          goro::Channel<int> never;
+          auto joined = std::make_shared<goro::WaitGroup>();
+          joined->add(1);
+          auto mu = std::make_shared<goro::Mutex>();
+          struct OnExit {
+            std::function<void()> fn;
+            ~OnExit() { fn(); }
+          };
+          goro::go([&, never, joined] {
+            OnExit signaller{[&, joined] { joined->done(); }};
+            holding.done();
+            (void)never.recv();
+          });
+          goro::go([&, never, mu] {
+            std::lock_guard holder(*mu);
+            holding.done();
+            (void)never.recv();
+          });
+          holding.wait();
+          goro::go([&, joined] {
+            try {
+              OnExit joiner{[&, joined] {
+                blocking.done();
+                joined->wait();
+                completed.fetch_add(1);
+              }};
+              throw std::runtime_error("the joiner's own error");
+            } catch (const std::runtime_error&) {
+              caught.fetch_add(1);
+            }
+          });
+          goro::go([&, mu] {
+            try {
+              OnExit locker{[&, mu] {
+                blocking.done();
+                std::lock_guard g(*mu);
+                completed.fetch_add(1);
+              }};
+              throw std::runtime_error("the locker's own error");
+            } catch (const std::runtime_error&) {
+              caught.fetch_add(1);
+            }
+          });
+          blocking.wait();
+          goro::this_fiber::sleep_for(2ms);  // both are parked in their destructors (almost always)
+        },
+        with_workers(workers));
+    REQUIRE(completed.load() == 2);
+    REQUIRE(caught.load() == 2);
+  }
+}
+
 // Plain channel waits are claimed without a compare-and-swap, under their
 // channel's lock; the unwinder takes that lock too, and must never use it
 // after a waker won and the fiber freed the channel. Here pairs of fibers

@@ -155,10 +155,6 @@ class Parker {
     return static_cast<WakeReason>(token_.load(std::memory_order_acquire) & 0xff);
   }
   const char* waiting_on() const noexcept { return what_.load(std::memory_order_relaxed); }
-  // shielded() says the fiber's current wait is a destructor's, begun while
-  // the runtime unwinds its fibers: the unwinder leaves it to its wakers
-  // while any fiber, timer or thread can still move (Runtime::unwind_all).
-  bool shielded() const noexcept { return shielded_.load(std::memory_order_relaxed); }
   Fiber* fiber() const noexcept { return fiber_; }
 
   Parker* wake_next = nullptr;  // link in a WakeList
@@ -166,8 +162,8 @@ class Parker {
  private:
   WakeReason park_thread(std::int64_t deadline_ns);
   // park_while_stopping() is park() once the runtime is stopping: a
-  // destructor's wait parks shielded (see shielded()); any other wait ends
-  // at once with `unwind`.
+  // destructor's wait parks, left to its wakers (Runtime::unwind_all); any
+  // other wait ends at once with `unwind`.
   WakeReason park_while_stopping(Runtime* rt, ParkCommit commit) noexcept;
   // leave_wait_while_stopping() ends a fiber's park() once the runtime is
   // stopping: it waits until the unwinder let go of this wait, and warns if
@@ -188,9 +184,6 @@ class Parker {
   // ticket is released, read by the unwinder after it reads the ticket.
   std::atomic<SpinLock*> claim_lock_{nullptr};
   std::atomic<std::uint32_t> permit_{0};    // plain threads: the futex word
-  // Written by the fiber before it parks and after it wakes; read by the
-  // unwinder once it saw the fiber parked (FiberState::parked, acquire).
-  std::atomic<bool> shielded_{false};
 };
 
 // WakeList collects Parkers claimed under a lock and unparks them when it is

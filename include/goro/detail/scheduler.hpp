@@ -316,12 +316,13 @@ class Runtime {
   void fail(std::exception_ptr e) noexcept;
   void unwind_all() noexcept;
   // What one pass of unwind_all() saw: fibers that may still move on their
-  // own, and fibers parked in a shielded wait (Parker::shielded()).
+  // own, and fibers parked in a shielded wait (a destructor's).
   struct UnwindPass {
     std::size_t moving = 0;
     std::size_t shielded = 0;
   };
   UnwindPass unwind_pass() noexcept;
+  static bool parked_in_destructor(const Fiber& f) noexcept;
   bool nothing_can_move() noexcept;
   bool nothing_can_move_locked() noexcept;
   void make_runnable_queued(Fiber* f, Worker* w) noexcept;
@@ -466,28 +467,17 @@ inline Parker& Parker::current() {
 
 // warn_unwind_in_destructor() explains, before it happens, the
 // std::terminate that follows when the unwind exception is about to leave a
-// blocking call made inside a destructor: the exception cannot leave it.
-// `stuck`: the wait began during the unwinding and nothing was left that
-// could end it; otherwise it began before main returned.
-GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* what, bool stuck) noexcept {
-  const auto id = static_cast<unsigned long long>(f->id);
-  if (!what) what = "wait";
-  if (stuck) {
-    std::fprintf(stderr,
-                 "goro: fiber %llu blocked (%s) in a destructor while the runtime unwinds its fibers (main "
-                 "returned), and nothing can wake it: every other fiber is blocked as well, and no timer or "
-                 "thread is left to move. The unwind exception cannot leave a destructor, so the program ends "
-                 "(std::terminate). A destructor may block during shutdown only on what other fibers' "
-                 "unwinding still does (docs/runtime.md).\n",
-                 id, what);
-  } else {
-    std::fprintf(stderr,
-                 "goro: fiber %llu was blocked (%s) in a destructor when main returned; the runtime unwinds "
-                 "such a wait too, and the unwind exception cannot leave a destructor, so the program ends "
-                 "(std::terminate). Finish fibers that block in destructors before main returns "
-                 "(docs/runtime.md).\n",
-                 id, what);
-  }
+// blocking call made inside a destructor (the exception cannot leave it).
+// The unwinder claims such a wait only once nothing is left that could end
+// it (Runtime::unwind_all).
+GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* what) noexcept {
+  std::fprintf(stderr,
+               "goro: fiber %llu blocked (%s) in a destructor while the runtime unwinds its fibers (main "
+               "returned, or run() is stopping), and nothing can wake it: every other fiber is blocked as "
+               "well, and no timer or thread is left to move. The unwind exception cannot leave a "
+               "destructor, so the program ends (std::terminate). A destructor may block during shutdown "
+               "only on what other fibers' unwinding still does (docs/runtime.md).\n",
+               static_cast<unsigned long long>(f->id), what ? what : "wait");
 }
 
 inline WakeReason Parker::park(ParkCommit commit) {
@@ -509,9 +499,7 @@ GORO_NOINLINE inline WakeReason Parker::park_while_stopping(Runtime* rt, ParkCom
   if (std::uncaught_exceptions() > 0 && !rt->unwind_stuck()) {
     // A destructor's wait may still complete: other fibers' destructors run
     // too. The unwinder leaves it to its wakers (Runtime::unwind_all).
-    shielded_.store(true, std::memory_order_relaxed);
     rt->park_current(fiber_, commit);
-    shielded_.store(false, std::memory_order_relaxed);
     return leave_wait_while_stopping(rt);
   }
   // Every other wait ends here: close it ourselves; if a waker won instead,
@@ -525,16 +513,13 @@ GORO_NOINLINE inline WakeReason Parker::park_while_stopping(Runtime* rt, ParkCom
   return leave_wait_while_stopping(rt);
 }
 
-// An unwound wait inside a destructor is either one the unwinder gave up on
-// (unwind_stuck(): every wait left was such a one) or one that began before
-// main returned: the unwinder claims it on a pass that cannot yet be stuck,
-// since the fiber then counts as able to move until it has run.
+// An unwound wait inside a destructor is one the unwinder gave up on
+// (unwind_stuck(): every wait left was such a one), whether it began before
+// the runtime started stopping or after.
 GORO_NOINLINE inline WakeReason Parker::leave_wait_while_stopping(Runtime* rt) noexcept {
   rt->wait_out_unwinder(fiber_);
   WakeReason reason = last_reason();
-  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) {
-    warn_unwind_in_destructor(fiber_, waiting_on(), /*stuck=*/rt->unwind_stuck());
-  }
+  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) warn_unwind_in_destructor(fiber_, waiting_on());
   return reason;
 }
 
@@ -687,16 +672,19 @@ inline void Runtime::wait_and_stop() {
 // after pass, until no fiber is left. Fibers that are running will park (and
 // self-claim, Parker::park) or finish.
 //
-// Shielded waits. A destructor that blocks while its fiber unwinds
-// (Parker::park with an exception in flight) opens a shielded wait, which the
-// passes leave to its wakers: it may wait on what other fibers' unwinding
-// does (a RAII join, a Mutex a lock_guard releases). Once nothing_can_move()
-// and the pass after it finds only shielded waits, nothing can end them:
-// unwind_stuck_ is set and the next pass claims them too (their destructors
-// then end the program after a message, as an exception cannot leave a
-// destructor). A pass skips a fiber that has not finished parking, so it
-// never claims a wait before the fiber could mark it shielded; a later pass
-// finds it parked.
+// Shielded waits. A fiber parked with an exception in flight is blocked in
+// a destructor (or in what one calls): an unwind exception thrown from its
+// wait could not leave that destructor. Such a wait is shielded, whether it
+// began before the runtime started stopping (a user exception was
+// propagating) or during the unwinding (Parker::park_while_stopping). The
+// passes leave it to its wakers: it may wait on what other fibers'
+// unwinding does (a RAII join, a Mutex a lock_guard releases). Once
+// nothing_can_move() and the pass after it finds only shielded waits,
+// nothing can end them: unwind_stuck_ is set and the next pass claims them
+// too (their destructors then end the program after a message). A pass
+// skips a fiber that has not finished parking, so it never judges a wait
+// before the fiber's exception count was saved; a later pass finds it
+// parked.
 //
 // A wait opened with prepare_locked() is claimed under its lock, like its
 // wakers do (they claim it without a compare-and-swap). That lock belongs to
@@ -739,15 +727,14 @@ inline Runtime::UnwindPass Runtime::unwind_pass() noexcept {
   WakeList wake;
   for_each_fiber([&](Fiber* f) {  // under f's shard lock
     // The ticket first: once it is seen open, `parked` can only be this
-    // wait's (the fiber cannot leave it unclaimed), so `shielded` is too.
-    // Read the other way round, `parked` could be a finished wait's and
-    // the ticket a new one that is not shielded yet.
+    // wait's (the fiber cannot leave it unclaimed). Read the other way
+    // round, `parked` could be a finished wait's and the ticket a new one.
     Parker::Ticket t;
     if (!f->parker.open_ticket(t) || f->state.load(std::memory_order_acquire) != FiberState::parked) {
       ++pass.moving;  // running, or being woken
       return;
     }
-    if (f->parker.shielded() && !unwind_shielded) {
+    if (parked_in_destructor(*f) && !unwind_shielded) {
       ++pass.shielded;
       return;
     }
@@ -758,6 +745,14 @@ inline Runtime::UnwindPass Runtime::unwind_pass() noexcept {
   });
   return pass;
 }
+
+// parked_in_destructor() says `f`, seen parked by unwind_pass() under its
+// shard lock, parked with an exception in flight. Its exception globals
+// were saved when it switched out, before `parked` was published (acquire
+// in the caller). It cannot switch out again, rewriting them, before it
+// has left this wait, and a fiber leaving a wait while the runtime stops
+// passes through the shard lock the caller holds (wait_out_unwinder()).
+inline bool Runtime::parked_in_destructor(const Fiber& f) noexcept { return f.ctx.eh.uncaught_exceptions > 0; }
 
 // wait_out_unwinder() returns once the unwinder holds no lock of `self`'s
 // last wait: it takes and drops `self`'s registry shard lock (unwind_all).
