@@ -213,6 +213,17 @@ TEST_CASE("fibers still blocked when main returns are unwound, destructors run",
   forever->done();  // reset for the next generated run
 }
 
+namespace {
+
+// OnExit runs `fn` from its destructor: the shutdown tests' destructors
+// that block.
+struct OnExit {
+  std::function<void()> fn;
+  ~OnExit() { fn(); }
+};
+
+}  // namespace
+
 // At shutdown a destructor's wait still completes when what it waits for is
 // done by other fibers' unwinding (their destructors) or by a timer: the
 // unwinder leaves such waits to their wakers while anything can still move.
@@ -239,10 +250,6 @@ TEST_CASE("shutdown: a destructor may wait on what other fibers' unwinding does"
           auto joined = std::make_shared<goro::WaitGroup>();
           joined->add(1);
           auto mu = std::make_shared<goro::Mutex>();
-          struct OnExit {
-            std::function<void()> fn;
-            ~OnExit() { fn(); }
-          };
           goro::go([&, never, joined] {
             OnExit joiner{[&, joined] { joined->wait(); completed.fetch_add(1); }};
             started.done();
@@ -317,10 +324,6 @@ TEST_CASE("shutdown: a destructor blocked before main returned completes on othe
           auto joined = std::make_shared<goro::WaitGroup>();
           joined->add(1);
           auto mu = std::make_shared<goro::Mutex>();
-          struct OnExit {
-            std::function<void()> fn;
-            ~OnExit() { fn(); }
-          };
           goro::go([&, never, joined] {
             OnExit signaller{[&, joined] { joined->done(); }};
             holding.done();
