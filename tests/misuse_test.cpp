@@ -8,6 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -185,6 +186,43 @@ TEST_CASE("misuse: a destructor blocked for good before main returned ends the p
   CHECK(out->find("blocked (chan receive) in a destructor") != std::string::npos);
   CHECK(out->find("nothing can wake it") != std::string::npos);
   CHECK(out->find("destructor finished") == std::string::npos);
+}
+
+// A destructor blocked at its scope's normal exit, with no exception in
+// flight, cannot be told from any other wait: the unwinding claims it, and
+// the unwind exception cannot leave the destructor. The program must end
+// naming the fiber and its wait, not with a bare terminate.
+TEST_CASE("misuse: a destructor blocked at a normal scope exit when main returns ends the program, naming it",
+          "[misuse][runtime]") {
+  const auto out = expect_abort([] {
+    goro::run(
+        [] {
+          auto joined = std::make_shared<goro::WaitGroup>();
+          joined->add(1);
+          goro::WaitGroup blocking;
+          blocking.add(1);
+          goro::go([joined, &blocking] {
+            struct JoinsOnExit {
+              goro::WaitGroup& joined;
+              goro::WaitGroup& blocking;
+              ~JoinsOnExit() {
+                blocking.done();
+                joined.wait();  // nobody calls done(): blocked when main returns
+              }
+            };
+            { JoinsOnExit guard{*joined, blocking}; }
+            std::fprintf(stderr, "scope left\n");
+          });
+          blocking.wait();
+          goro::this_fiber::sleep_for(2ms);  // parked in the destructor (almost always)
+        },
+        with_workers(2));
+  });
+  if (!out) return;
+  INFO("child output: " << *out);
+  CHECK(out->find("was blocked (sync.WaitGroup.Wait) in a destructor, or another function that cannot throw") !=
+        std::string::npos);
+  CHECK(out->find("scope left") == std::string::npos);
 }
 
 // The stuck check must not fire while shielded waits still make progress,

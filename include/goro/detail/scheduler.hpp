@@ -470,7 +470,17 @@ inline Parker& Parker::current() {
 // blocking call made inside a destructor (the exception cannot leave it).
 // The unwinder claims such a wait only once nothing is left that could end
 // it (Runtime::unwind_all).
+//
+// unwind_terminate_explained() is set on the thread that printed it, so the
+// terminate handler below does not explain the same terminate again (no
+// switch comes between the message and the terminate).
+GORO_NOINLINE inline bool& unwind_terminate_explained() noexcept {
+  thread_local bool explained = false;
+  return explained;
+}
+
 GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* what) noexcept {
+  unwind_terminate_explained() = true;
   std::fprintf(stderr,
                "goro: fiber %llu blocked (%s) in a destructor while the runtime unwinds its fibers (main "
                "returned, or run() is stopping), and nothing can wake it: every other fiber is blocked as "
@@ -478,6 +488,56 @@ GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* 
                "destructor, so the program ends (std::terminate). A destructor may block during shutdown "
                "only on what other fibers' unwinding still does (docs/runtime.md).\n",
                static_cast<unsigned long long>(f->id), what ? what : "wait");
+}
+
+// UnwindTerminateHandler is std::terminate's handler while the runtime
+// unwinds its fibers (Runtime::unwind_all). An unwind exception that reaches
+// std::terminate met a function it cannot leave without the runtime seeing
+// it coming: a destructor that was blocked at its scope's normal exit (no
+// exception in flight, so nothing marks the wait as a destructor's), or
+// another noexcept function. The handler names the fiber and its wait, then
+// hands over to the handler it replaced. Installed and removed by
+// Runtime::wait_and_stop(); a handler the program installs meanwhile wins.
+class UnwindTerminateHandler {
+ public:
+  UnwindTerminateHandler() noexcept { previous() = std::set_terminate(&explain); }
+  ~UnwindTerminateHandler() {
+    if (std::get_terminate() == &explain) std::set_terminate(previous());
+  }
+  UnwindTerminateHandler(const UnwindTerminateHandler&) = delete;
+  UnwindTerminateHandler& operator=(const UnwindTerminateHandler&) = delete;
+
+ private:
+  static std::terminate_handler& previous() noexcept {
+    static std::terminate_handler handler = nullptr;
+    return handler;
+  }
+  [[noreturn]] static void explain() noexcept;
+};
+
+inline void UnwindTerminateHandler::explain() noexcept {
+  const Fiber* f = current_fiber();
+  bool unwinding = false;
+  if (std::exception_ptr e = std::current_exception(); e && f && !unwind_terminate_explained()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const FiberUnwind&) {
+      unwinding = true;
+    } catch (...) {
+    }
+  }
+  if (unwinding) {
+    const char* what = f->parker.waiting_on();
+    std::fprintf(stderr,
+                 "goro: fiber %llu was blocked (%s) in a destructor, or another function that cannot throw, "
+                 "when the runtime began unwinding its fibers (main returned, or run() is stopping). The "
+                 "unwind exception cannot leave such a function, so the program ends (std::terminate). A "
+                 "destructor's wait is left to complete only while an exception propagates through it; let "
+                 "fibers that wait in destructors finish before main returns (docs/runtime.md).\n",
+                 static_cast<unsigned long long>(f->id), what ? what : "wait");
+  }
+  if (std::terminate_handler next = previous()) next();
+  std::abort();
 }
 
 inline WakeReason Parker::park(ParkCommit commit) {
@@ -645,7 +705,10 @@ inline void Runtime::wait_and_stop() {
     std::lock_guard guard(g_runtime_entry);
     stopping_.store(true, std::memory_order_seq_cst);
   }
-  unwind_all();
+  {
+    UnwindTerminateHandler explain_unwind_terminate;
+    unwind_all();
+  }
   quit_.store(true, std::memory_order_seq_cst);
   for (auto& w : workers_) {
     w->wake_word.store(1, std::memory_order_release);
