@@ -470,17 +470,7 @@ inline Parker& Parker::current() {
 // blocking call made inside a destructor (the exception cannot leave it).
 // The unwinder claims such a wait only once nothing is left that could end
 // it (Runtime::unwind_all).
-//
-// unwind_terminate_explained() is set on the thread that printed it, so the
-// terminate handler below does not explain the same terminate again (no
-// switch comes between the message and the terminate).
-GORO_NOINLINE inline bool& unwind_terminate_explained() noexcept {
-  thread_local bool explained = false;
-  return explained;
-}
-
 GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* what) noexcept {
-  unwind_terminate_explained() = true;
   std::fprintf(stderr,
                "goro: fiber %llu blocked (%s) in a destructor while the runtime unwinds its fibers (main "
                "returned, or run() is stopping), and nothing can wake it: every other fiber is blocked as "
@@ -496,11 +486,18 @@ GORO_NOINLINE inline void warn_unwind_in_destructor(const Fiber* f, const char* 
 // it coming: a destructor that was blocked at its scope's normal exit (no
 // exception in flight, so nothing marks the wait as a destructor's), or
 // another noexcept function. The handler names the fiber and its wait, then
-// hands over to the handler it replaced. Installed and removed by
+// hands over to the handler it replaced. A terminate with an exception still
+// in flight left a wait shielded inside that exception's unwinding, which
+// warn_unwind_in_destructor() already named. Installed and removed by
 // Runtime::wait_and_stop(); a handler the program installs meanwhile wins.
 class UnwindTerminateHandler {
  public:
-  UnwindTerminateHandler() noexcept { previous() = std::set_terminate(&explain); }
+  // The handler to chain to is recorded before ours is published: a worker
+  // may call ours as soon as set_terminate() stores it.
+  UnwindTerminateHandler() noexcept {
+    previous() = std::get_terminate();
+    std::set_terminate(&explain);
+  }
   ~UnwindTerminateHandler() {
     if (std::get_terminate() == &explain) std::set_terminate(previous());
   }
@@ -518,7 +515,8 @@ class UnwindTerminateHandler {
 inline void UnwindTerminateHandler::explain() noexcept {
   const Fiber* f = current_fiber();
   bool unwinding = false;
-  if (std::exception_ptr e = std::current_exception(); e && f && !unwind_terminate_explained()) {
+  std::exception_ptr e = std::current_exception();
+  if (e && f && std::uncaught_exceptions() == 0) {
     try {
       std::rethrow_exception(e);
     } catch (const FiberUnwind&) {
@@ -579,7 +577,9 @@ GORO_NOINLINE inline WakeReason Parker::park_while_stopping(Runtime* rt, ParkCom
 GORO_NOINLINE inline WakeReason Parker::leave_wait_while_stopping(Runtime* rt) noexcept {
   rt->wait_out_unwinder(fiber_);
   WakeReason reason = last_reason();
-  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) warn_unwind_in_destructor(fiber_, waiting_on());
+  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) {
+    warn_unwind_in_destructor(fiber_, waiting_on());
+  }
   return reason;
 }
 
