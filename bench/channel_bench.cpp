@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 #include <goro/goro.hpp>
 
+#include <atomic>
 #include <cstdint>
 
 namespace {
@@ -88,6 +89,48 @@ void BM_Select4Ready(benchmark::State& state) {
   per_op(state, selects);
 }
 BENCHMARK(BM_Select4Ready)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The floor under BM_Select4Ready: what any select over four ready channels
+// must do at least, written by hand: pick a channel at random, receive from
+// it and send the value back. Two lock round trips (one per channel
+// operation) and a random pick that only indexes data; the gap to
+// BM_Select4Ready is what select's protocol costs (see docs/performance.md).
+void BM_Select4Floor(benchmark::State& state) {
+  const std::int64_t selects = 1'000'000;
+  for (auto _ : state) {
+    goro::run(
+        [] {
+          goro::Channel<int> c[4] = {goro::Channel<int>(1), goro::Channel<int>(1),
+                                     goro::Channel<int>(1), goro::Channel<int>(1)};
+          for (auto& ch : c) ch.send(0);
+          std::uint32_t rng = 0x9e3779b9u;  // xorshift32
+          for (std::int64_t i = 0; i < selects; ++i) {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            goro::Channel<int>& ch = c[(std::uint64_t{rng} * 4) >> 32];
+            ch.send(*ch.try_recv());
+          }
+        },
+        workers(1));
+  }
+  per_op(state, selects);
+}
+BENCHMARK(BM_Select4Floor)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One uncontended lock round trip of the host (an atomic exchange and a
+// release store, as goro's SpinLock does). Locked instructions cost very
+// different amounts from one CPU to the next; a channel operation takes
+// one such round trip, so read the two benchmarks above in this unit.
+void BM_LockRoundTrip(benchmark::State& state) {
+  std::atomic<bool> locked{false};
+  for (auto _ : state) {
+    while (locked.exchange(true, std::memory_order_acquire)) {
+    }
+    locked.store(false, std::memory_order_release);
+  }
+}
+BENCHMARK(BM_LockRoundTrip);
 
 // Worker pool: 4 workers, jobs and results channels of capacity 100.
 void BM_WorkerPool(benchmark::State& state) {

@@ -7,8 +7,8 @@ pkgs=(g++ cmake make libboost-context-dev catch2 pkg-config)
 case "$set_name" in
   core) ;;
   clang) pkgs+=(clang) ;;
-  bench) pkgs+=(libbenchmark-dev golang-go libboost-fiber-dev gnuplot-nox) ;;
-  all) pkgs+=(libbenchmark-dev golang-go libboost-fiber-dev gnuplot-nox clang) ;;
+  bench) pkgs+=(libbenchmark-dev golang-go libboost-fiber-dev gnuplot-nox valgrind) ;;
+  all) pkgs+=(libbenchmark-dev golang-go libboost-fiber-dev gnuplot-nox valgrind clang) ;;
   *) echo "deps.sh: unknown set '$set_name'" >&2; exit 2 ;;
 esac
 missing=()

@@ -257,15 +257,17 @@ TEST_CASE("a receiver whose move throws leaves a parked select's send case waiti
 }
 
 namespace {
-// LateThrowingCase: a select case that looks not ready to pass 0 and throws
+// LateThrowingCase: a select case that pass 0 finds not ready and that throws
 // from its poll under every lock in pass 1, as a case whose value's move
 // throws does when its partner arrives between the two passes.
-struct LateThrowingCase {
+struct LateThrowingCase : goro::detail::NoPort {
+  using Port = goro::detail::NoPort;
   static constexpr bool kIsDefault = false;
   static constexpr bool kIsTimeout = false;
+  explicit LateThrowingCase(goro::detail::ChanBase* c) : chan(c) {}
   goro::detail::ChanBase* chan;
   goro::detail::ChanBase* channel() const noexcept { return chan; }
-  bool maybe_ready() const noexcept { return false; }
+  Port* port() noexcept { return this; }
   bool poll(goro::detail::WakeList&) { throw std::runtime_error("move failed"); }
   void enqueue(goro::detail::Parker::Ticket, goro::detail::SelectRecord*, std::size_t) noexcept {}
   void dequeue() noexcept {}
@@ -275,9 +277,8 @@ struct LateThrowingCase {
 
 TEST_CASE("a poll that throws under every lock releases them all", "[select][throwing-move]") {
   goro::detail::ChanBase first, second;
-  LateThrowingCase a{&first}, b{&second};
-  auto cases = std::forward_as_tuple(a, b);
-  CHECK_THROWS_AS(goro::detail::select_tuple(cases), std::runtime_error);
+  LateThrowingCase a(&first), b(&second);
+  CHECK_THROWS_AS(goro::detail::select_static(a, b), std::runtime_error);
   CHECK(first.lock.try_lock());
   CHECK(second.lock.try_lock());
   first.lock.unlock();

@@ -94,18 +94,14 @@ class DeferredWaiter {
 // that outlives it: nothing (the handle keeps the channel alive).
 struct NoChannelKeep {};
 
-// A case made from a temporary handle (after(d), ctx.done(), a function
-// returning a channel) keeps the channel's state itself (Keep = ChanPtr<T>,
-// moved out of the dying handle: no reference-count traffic), so it may be
-// stored and selected on after that handle is gone.
-template <class T, class H, class Keep = NoChannelKeep>
-class RecvCase {
+// RecvPort<T> is a recv case's side of the channel: everything but the
+// handler. It is one type for every recv case of a T, so pass 0
+// (try_alone in commit.hpp) runs the same code whichever of them the poll
+// order drew.
+template <class T>
+class RecvPort {
  public:
-  static constexpr bool kIsDefault = false;
-  static constexpr bool kIsTimeout = false;
-
-  RecvCase(ChanState<T>* chan, H handler, Keep keep = {})
-      : chan_(chan), handler_(std::move(handler)), keep_(std::move(keep)) {}
+  explicit RecvPort(ChanState<T>* chan) noexcept : chan_(chan) {}
 
   ChanBase* channel() const noexcept { return chan_; }
   bool maybe_ready() const noexcept { return chan_ && (!chan_->recv_would_block() || chan_->closed()); }
@@ -125,47 +121,47 @@ class RecvCase {
   void dequeue() noexcept {
     if (chan_) chan_->dequeue_receiver(&waiter_.get());
   }
-  void finish() { invoke_recv_handler<T>(handler_, slot_); }
   // rearm(): ready for another select (a closed channel leaves slot_ as is).
   void rearm() noexcept { slot_.reset(); }
 
- private:
+ protected:
   ChanState<T>* chan_;
-  H handler_;
   std::optional<T> slot_;
   DeferredWaiter<T> waiter_;
+};
+
+// A case made from a temporary handle (after(d), ctx.done(), a function
+// returning a channel) keeps the channel's state itself (Keep = ChanPtr<T>,
+// moved out of the dying handle: no reference-count traffic), so it may be
+// stored and selected on after that handle is gone.
+template <class T, class H, class Keep = NoChannelKeep>
+class RecvCase : public RecvPort<T> {
+ public:
+  using Port = RecvPort<T>;
+  static constexpr bool kIsDefault = false;
+  static constexpr bool kIsTimeout = false;
+
+  RecvCase(ChanState<T>* chan, H handler, Keep keep = {})
+      : RecvPort<T>(chan), handler_(std::move(handler)), keep_(std::move(keep)) {}
+
+  Port* port() noexcept { return this; }
+  void finish() { invoke_recv_handler<T>(handler_, this->slot_); }
+
+ private:
+  H handler_;
   [[no_unique_address]] Keep keep_;
 };
 
-// SendCase holds a pointer to the caller's value (which outlives the select
-// call), or, when the argument had to be converted to T, the converted value
-// itself (Owning). Either way the value is moved only if the case wins.
-//
-// FromRvalue marks a pointer to an rvalue argument: fine for the variadic
-// select when the case is passed straight to it (the argument lives until
-// the call returns), but a case kept for later would outlive it. So select()
-// refuses such a case passed as an lvalue (kRefersToRvalue), and SelectCase
-// converts it to an Owning one first (owning()). Keep: as for RecvCase.
-template <class T, class H, bool Owning = false, bool FromRvalue = false, class Keep = NoChannelKeep>
-class SendCase {
+// SendPort<T, Owning> is a send case's side of the channel, shared like
+// RecvPort by every send case of a T: the channel, the value to send (a
+// pointer to the caller's, or, Owning, the value itself), and whether the
+// case won against a closed channel.
+template <class T, bool Owning>
+class SendPort {
  public:
-  static constexpr bool kIsDefault = false;
-  static constexpr bool kIsTimeout = false;
-  static constexpr bool kRefersToRvalue = FromRvalue && !Owning;
-
-  SendCase(ChanState<T>* chan, T* value, H handler, Keep keep = {}) requires(!Owning)
-      : chan_(chan), value_(value), handler_(std::move(handler)), keep_(std::move(keep)) {}
+  SendPort(ChanState<T>* chan, T* value) noexcept requires(!Owning) : chan_(chan), value_(value) {}
   template <class V>
-  SendCase(ChanState<T>* chan, V&& value, H handler, Keep keep = {}) requires(Owning)
-      : chan_(chan), value_(std::forward<V>(value)), handler_(std::move(handler)), keep_(std::move(keep)) {}
-  SendCase(const SendCase&) = delete;
-  SendCase& operator=(const SendCase&) = delete;
-  SendCase(SendCase&&) = default;  // for SelectCase; never while enqueued
-
-  // owning(): the same case holding its value (moved in from the argument).
-  SendCase<T, H, true, false, Keep> owning() && requires(FromRvalue) {
-    return SendCase<T, H, true, false, Keep>(chan_, std::move(*value_), std::move(handler_), std::move(keep_));
-  }
+  SendPort(ChanState<T>* chan, V&& value) requires(Owning) : chan_(chan), value_(std::forward<V>(value)) {}
 
   ChanBase* channel() const noexcept { return chan_; }
   bool maybe_ready() const noexcept { return chan_ && (chan_->closed() || !chan_->send_would_block()); }
@@ -191,13 +187,9 @@ class SendCase {
     chan_->dequeue_sender(&w);
     if (w.closed) hit_closed_ = true;
   }
-  void finish() {
-    if (hit_closed_) throw_send_on_closed();
-    handler_();
-  }
   void rearm() noexcept { hit_closed_ = false; }
 
- private:
+ protected:
   T* value() noexcept {
     if constexpr (Owning) return &value_;
     else return value_;
@@ -205,9 +197,50 @@ class SendCase {
 
   ChanState<T>* chan_;
   std::conditional_t<Owning, T, T*> value_;
-  H handler_;
   bool hit_closed_ = false;  // the case won against a closed channel
   DeferredWaiter<T> waiter_;
+};
+
+// SendCase refers to the caller's value (which outlives the select call),
+// or, when the argument had to be converted to T, holds the converted value
+// itself (Owning). Either way the value is moved only if the case wins.
+//
+// FromRvalue marks a pointer to an rvalue argument: fine for the variadic
+// select when the case is passed straight to it (the argument lives until
+// the call returns), but a case kept for later would outlive it. So select()
+// refuses such a case passed as an lvalue (kRefersToRvalue), and SelectCase
+// converts it to an Owning one first (owning()). Keep: as for RecvCase.
+template <class T, class H, bool Owning = false, bool FromRvalue = false, class Keep = NoChannelKeep>
+class SendCase : public SendPort<T, Owning> {
+ public:
+  using Port = SendPort<T, Owning>;
+  static constexpr bool kIsDefault = false;
+  static constexpr bool kIsTimeout = false;
+  static constexpr bool kRefersToRvalue = FromRvalue && !Owning;
+
+  SendCase(ChanState<T>* chan, T* value, H handler, Keep keep = {}) requires(!Owning)
+      : Port(chan, value), handler_(std::move(handler)), keep_(std::move(keep)) {}
+  template <class V>
+  SendCase(ChanState<T>* chan, V&& value, H handler, Keep keep = {}) requires(Owning)
+      : Port(chan, std::forward<V>(value)), handler_(std::move(handler)), keep_(std::move(keep)) {}
+  SendCase(const SendCase&) = delete;
+  SendCase& operator=(const SendCase&) = delete;
+  SendCase(SendCase&&) = default;  // for SelectCase; never while enqueued
+
+  // owning(): the same case holding its value (moved in from the argument).
+  SendCase<T, H, true, false, Keep> owning() && requires(FromRvalue) {
+    return SendCase<T, H, true, false, Keep>(this->chan_, std::move(*this->value_), std::move(handler_),
+                                             std::move(keep_));
+  }
+
+  Port* port() noexcept { return this; }
+  void finish() {
+    if (this->hit_closed_) throw_send_on_closed();
+    handler_();
+  }
+
+ private:
+  H handler_;
   [[no_unique_address]] Keep keep_;
 };
 
@@ -215,15 +248,23 @@ class SendCase {
 template <class C>
 inline constexpr bool refers_to_rvalue_v = requires { requires C::kRefersToRvalue; };
 
-// ChannelFreeCase: the select hooks of a case that names no channel.
-template <class H>
-class ChannelFreeCase {
- public:
-  explicit ChannelFreeCase(H handler) : handler_(std::move(handler)) {}
-
+// NoPort: the channel side of a case that names no channel (timeout,
+// default_case): pass 0 never finds it ready.
+struct NoPort {
   ChanBase* channel() const noexcept { return nullptr; }
   bool maybe_ready() const noexcept { return false; }
   bool poll(WakeList&) noexcept { return false; }
+};
+
+// ChannelFreeCase: the select hooks of a case that names no channel.
+template <class H>
+class ChannelFreeCase : public NoPort {
+ public:
+  using Port = NoPort;
+
+  explicit ChannelFreeCase(H handler) : handler_(std::move(handler)) {}
+
+  Port* port() noexcept { return this; }
   void enqueue(Parker::Ticket, SelectRecord*, std::size_t) noexcept {}
   void dequeue() noexcept {}
   void finish() { handler_(); }
@@ -369,8 +410,7 @@ std::size_t select(Cases&&... cases) {
                 "(goro::send(ch, v)), which it refers to and moves from only if it wins");
   // A case passed as an lvalue may have run in an earlier select.
   ([&] { if constexpr (std::is_lvalue_reference_v<Cases>) cases.rearm(); }(), ...);
-  auto refs = std::tie(cases...);
-  return detail::select_tuple(refs);
+  return detail::select_static(cases...);
 }
 
 // select(cases) is the same statement over a list built at run time (Go's

@@ -27,7 +27,7 @@
 //   7. The winning case's handler runs after every lock is released.
 //
 // The protocol is written once, in select_commit(), over a "case set" (see
-// below). Two sets exist: TupleCases, the arguments of the variadic
+// below). Two sets exist: StaticCases, the arguments of the variadic
 // goro::select, dispatched statically with every array sized at compile
 // time; and SpanCases (dynamic_case.hpp), the runtime-sized list of the span
 // form, dispatched through goro::SelectCase's erased hooks.
@@ -85,7 +85,7 @@ inline std::uint64_t poll_random() noexcept {
 
 // Every case provides (see select.hpp; SelectCase forwards them):
 //   ChanBase* channel()                    the lock to take, or null
-//   bool maybe_ready()                     lock-free readiness hint
+//   Port* port()                           its channel side, a base of the case (see try_alone)
 //   bool poll(WakeList&)                   lock held: complete now if possible
 //   void enqueue(Ticket, SelectRecord*, i) lock held: park a waiter
 //   void dequeue()                         lock held: remove that waiter
@@ -99,7 +99,32 @@ inline std::uint64_t poll_random() noexcept {
 //   std::int64_t deadline()                the timeout case's, or -1
 //   for_each(f)                            f(case, i) for every case, in order
 //   visit(i, f)                            f(case) for the i-th case
+//   bool try_alone(i, wake, looked_ready)  pass 0's step for the i-th case
+//   void finish(i)                         the i-th case's finish()
 // A set checks its own misuse (two defaults, ...) before select_commit runs.
+
+// try_alone<Port>(port, wake, looked_ready) is pass 0's step for one case,
+// given its channel side, its "port" (RecvPort, SendPort or NoPort in
+// select.hpp: channel(), maybe_ready() and poll(WakeList&)): if the case
+// looks ready (a lock-free hint), it sets looked_ready and tries to complete
+// the case under its own channel's lock alone; true if it did.
+//
+// Ports exist so that pass 0 can run the same code whichever case the
+// random poll order drew: every recv case of one element type has the
+// same port type, whatever its handler, and so has every send case of one
+// (those that hold their value share another). When all of a select's
+// cases share one port type, StaticCases indexes an array of ports instead
+// of dispatching on the drawn index with a compare per case, a chain of
+// branches the random order makes mispredict (performance.md, nineteenth
+// round).
+template <class Port>
+GORO_ALWAYS_INLINE bool try_alone(void* p, WakeList& wake, bool& looked_ready) {
+  Port& port = *static_cast<Port*>(p);
+  if (!port.maybe_ready()) return false;
+  looked_ready = true;
+  std::lock_guard guard(port.channel()->lock);
+  return port.poll(wake);
+}
 
 // kInlineCases: up to this many cases, a runtime-sized set keeps its poll
 // order and lock set on the stack.
@@ -235,22 +260,20 @@ class LockSet {
   std::size_t count_ = 0;
 };
 
-// for_case() calls f(case) on the i-th element of the tuple.
-template <class Tuple, class F, std::size_t... I>
-void for_case_impl(Tuple& t, std::size_t i, F&& f, std::index_sequence<I...>) {
-  ((i == I ? (void)f(std::get<I>(t)) : void()), ...);
-}
-template <class Tuple, class F>
-void for_case(Tuple& t, std::size_t i, F&& f) {
-  for_case_impl(t, i, std::forward<F>(f), std::make_index_sequence<std::tuple_size_v<Tuple>>{});
-}
-
-// TupleCases: the case set of the variadic select, a tuple of references to
-// its arguments. Everything but the deadline is known at compile time.
-template <class Tuple>
-class TupleCases {
+// StaticCases<Cs...>: the case set of the variadic select, its arguments.
+// Each case is held by the address of its port (a base of the case, see
+// try_alone), so pass 0 reads the drawn case's port from an array; the
+// typed hooks cast back to the case. Everything but the deadline is known
+// at compile time.
+template <class... Cs>
+class StaticCases {
+  using Seq = std::index_sequence_for<Cs...>;
   template <std::size_t I>
-  using Case = std::remove_reference_t<std::tuple_element_t<I, Tuple>>;
+  using Case = std::tuple_element_t<I, std::tuple<Cs...>>;
+  template <std::size_t I>
+  using Port = typename Case<I>::Port;
+  static_assert((std::is_base_of_v<typename Cs::Port, Cs> && ...), "a case's port must be a base of the case");
+
   // find() is the index of the (only) default or timeout case, or kNoCase.
   template <std::size_t... I>
   static constexpr std::size_t find(bool want_default, std::index_sequence<I...>) {
@@ -258,36 +281,69 @@ class TupleCases {
     (((want_default ? Case<I>::kIsDefault : Case<I>::kIsTimeout) ? (void)(found = I) : void()), ...);
     return found;
   }
-  using Seq = std::make_index_sequence<std::tuple_size_v<Tuple>>;
 
  public:
-  static constexpr std::size_t kExtent = std::tuple_size_v<Tuple>;
+  static constexpr std::size_t kExtent = sizeof...(Cs);
 
-  explicit TupleCases(Tuple& cases) noexcept : cases_(cases) {}
+  explicit StaticCases(Cs&... cases) noexcept : ports_{static_cast<void*>(cases.port())...} {}
 
   static constexpr std::size_t size() noexcept { return kExtent; }
   static constexpr std::size_t default_index() noexcept { return find(true, Seq{}); }
   static constexpr std::size_t timeout_index() noexcept { return find(false, Seq{}); }
-  std::int64_t deadline() const noexcept {
-    if constexpr (timeout_index() != kNoCase) return std::get<timeout_index()>(cases_).deadline();
+  std::int64_t deadline() noexcept {
+    if constexpr (timeout_index() != kNoCase) return get<timeout_index()>().deadline();
     else return -1;
   }
   template <class F>
   void for_each(F&& f) {
-    std::apply(
-        [&](auto&... c) {
-          std::size_t i = 0;
-          (f(c, i++), ...);
-        },
-        cases_);
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(get<I>(), I), ...); }(Seq{});
   }
   template <class F>
   void visit(std::size_t i, F&& f) {
-    for_case(cases_, i, std::forward<F>(f));
+    [&]<std::size_t... I>(std::index_sequence<I...>) { ((i == I ? (void)f(get<I>()) : void()), ...); }(Seq{});
+  }
+  // When every case has the same port type (four recv cases of one T, say),
+  // pass 0 runs try_alone on the drawn port, inlined, and the winner's
+  // finish() is one indirect call through kFinish: no branch on the drawn
+  // index. Cases of mixed kinds go through visit(), a compare per case, as
+  // a table of calls to their different try_alone functions measured no
+  // faster and cost the calls.
+  bool try_alone(std::size_t i, WakeList& wake, bool& looked_ready) {
+    if constexpr (kOnePortType) {
+      return detail::try_alone<Port<0>>(ports_[i], wake, looked_ready);
+    } else {
+      bool won = false;
+      visit(i, [&](auto& c) { won = detail::try_alone<typename std::remove_reference_t<decltype(c)>::Port>(
+                                  c.port(), wake, looked_ready); });
+      return won;
+    }
+  }
+  void finish(std::size_t i) {
+    if constexpr (kOnePortType && kExtent > 1) {
+      if (i < kExtent) kFinish[i](ports_[i]);  // as visit(): an index out of range reaches no case
+    } else {
+      visit(i, [](auto& c) { c.finish(); });
+    }
   }
 
  private:
-  Tuple& cases_;
+  template <std::size_t I>
+  Case<I>& get() noexcept {
+    return *static_cast<Case<I>*>(static_cast<Port<I>*>(ports_[I]));
+  }
+  template <std::size_t... I>
+  static constexpr bool one_port_type(std::index_sequence<I...>) {
+    return (std::is_same_v<Port<0>, Port<I>> && ...);
+  }
+  static constexpr bool kOnePortType = kExtent > 0 && one_port_type(Seq{});
+  // kFinish[i](port) runs the i-th case's finish(), given its port.
+  template <std::size_t... I>
+  static constexpr std::array<void (*)(void*), kExtent> finish_table(std::index_sequence<I...>) {
+    return {[](void* port) { static_cast<Case<I>*>(static_cast<Port<I>*>(port))->finish(); }...};
+  }
+  static constexpr std::array<void (*)(void*), kExtent> kFinish = finish_table(Seq{});
+
+  std::array<void*, kExtent> ports_;
 };
 
 // select_block_forever(): `select {}`, a select with no case at all.
@@ -309,17 +365,9 @@ std::size_t poll_each_alone(Cases& cases, Order& order, bool& any_looked_ready) 
   any_looked_ready = false;
   for (std::size_t k = 0; k < cases.size(); ++k) {
     const std::size_t i = order.draw(k);
-    bool won = false;
-    cases.visit(i, [&](auto& c) {
-      ChanBase* chan = c.channel();
-      if (!chan || !c.maybe_ready()) return;
-      any_looked_ready = true;
-      std::lock_guard guard(chan->lock);
-      won = c.poll(wake);
-    });
-    if (won) {
+    if (cases.try_alone(i, wake, any_looked_ready)) {
       wake.flush();
-      cases.visit(i, [](auto& c) { c.finish(); });
+      cases.finish(i);
       return i;
     }
   }
@@ -367,7 +415,7 @@ std::size_t select_round(Cases& cases) {
 
   // Non-blocking: nothing looked ready in pass 0, so default it is.
   if (default_index != kNoCase && !any_looked_ready) {
-    cases.visit(default_index, [](auto& c) { c.finish(); });
+    cases.finish(default_index);
     return default_index;
   }
 
@@ -383,7 +431,7 @@ std::size_t select_round(Cases& cases) {
     if (winner != kNoCase) {
       locks.unlock();
       wake.flush();
-      cases.visit(winner, [](auto& c) { c.finish(); });
+      cases.finish(winner);
       return winner;
     }
   }
@@ -407,7 +455,7 @@ std::size_t select_round(Cases& cases) {
   if (reason == WakeReason::unwind) throw FiberUnwind{};
   if (record.retry) return kSelectAgain;  // the waker's move threw: nothing ran
   winner = reason == WakeReason::timeout ? timeout_index : record.winner;
-  cases.visit(winner, [](auto& c) { c.finish(); });
+  cases.finish(winner);
   return winner;
 }
 
@@ -427,10 +475,10 @@ std::size_t select_commit(Cases& cases) {
   }
 }
 
-// select_tuple() is the variadic select's entry point.
-template <class Tuple>
-std::size_t select_tuple(Tuple& cases) {
-  TupleCases<Tuple> set(cases);
+// select_static() is the variadic select's entry point.
+template <class... Cs>
+std::size_t select_static(Cs&... cases) {
+  StaticCases<Cs...> set(cases...);
   return select_commit(set);
 }
 

@@ -42,7 +42,8 @@ template <class C>
 concept SelectHooks = requires(C& c, const C& cc, WakeList& wake, Parker::Ticket ticket,
                                SelectRecord* record, std::size_t index) {
   { cc.channel() } -> std::same_as<ChanBase*>;
-  { cc.maybe_ready() } -> std::convertible_to<bool>;
+  typename C::Port;
+  { c.port() } -> std::same_as<typename C::Port*>;
   { c.poll(wake) } -> std::convertible_to<bool>;
   c.enqueue(ticket, record, index);
   c.dequeue();
@@ -55,7 +56,7 @@ concept SelectHooks = requires(C& c, const C& cc, WakeList& wake, Parker::Ticket
 // CaseOps: one table per erased case type and storage mode. Every function
 // takes the SelectCase's storage (which holds the case, or a pointer to it).
 struct CaseOps {
-  bool (*maybe_ready)(const void* storage) noexcept;
+  bool (*try_alone)(void* storage, WakeList& wake, bool& looked_ready);
   bool (*poll)(void* storage, WakeList& wake);
   void (*enqueue)(void* storage, Parker::Ticket, SelectRecord*, std::size_t) noexcept;
   void (*dequeue)(void* storage) noexcept;
@@ -74,7 +75,9 @@ struct CaseOpsFor {
   static const C& get(const void* s) noexcept { return get(const_cast<void*>(s)); }
 
   static constexpr CaseOps table{
-      [](const void* s) noexcept -> bool { return get(s).maybe_ready(); },
+      [](void* s, WakeList& wake, bool& looked_ready) -> bool {
+        return detail::try_alone<typename C::Port>(get(s).port(), wake, looked_ready);
+      },
       [](void* s, WakeList& wake) -> bool { return get(s).poll(wake); },
       [](void* s, Parker::Ticket t, SelectRecord* r, std::size_t i) noexcept { get(s).enqueue(t, r, i); },
       [](void* s) noexcept { get(s).dequeue(); },
@@ -155,7 +158,7 @@ class ErasedCase {
   // The select hooks (commit.hpp). A nil channel's or a channel-free case's
   // channel() is null, and then only finish() reaches the case.
   ChanBase* channel() const noexcept { return chan_; }
-  bool maybe_ready() const noexcept { return chan_ && ops_->maybe_ready(storage_); }
+  bool try_alone(WakeList& wake, bool& looked_ready) { return chan_ && ops_->try_alone(storage_, wake, looked_ready); }
   bool poll(WakeList& wake) { return chan_ && ops_->poll(storage_, wake); }
   void enqueue(Parker::Ticket ticket, SelectRecord* record, std::size_t index) noexcept {
     if (chan_) ops_->enqueue(storage_, ticket, record, index);
@@ -297,6 +300,10 @@ class SpanCases {
   void visit(std::size_t i, F&& f) {
     f(erased(i));
   }
+  bool try_alone(std::size_t i, WakeList& wake, bool& looked_ready) {
+    return erased(i).try_alone(wake, looked_ready);
+  }
+  void finish(std::size_t i) { erased(i).finish(); }
 
  private:
   ErasedCase& erased(std::size_t i) noexcept { return cases_[i]; }
