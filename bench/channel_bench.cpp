@@ -68,25 +68,33 @@ void BM_Buffered(benchmark::State& state) {
 }
 BENCHMARK(BM_Buffered)->Arg(1)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// Select over 4 channels that always have a value ready.
-void BM_Select4Ready(benchmark::State& state) {
-  const std::int64_t selects = 1'000'000;
+// four_ready_channels() runs `step(c)` a million times per iteration, in a
+// runtime of one worker, over four capacity-1 channels that each hold a
+// value: the setting of the two select benchmarks below.
+template <class Step>
+void four_ready_channels(benchmark::State& state, Step step) {
+  const std::int64_t steps = 1'000'000;
   for (auto _ : state) {
     goro::run(
-        [] {
+        [&] {
           goro::Channel<int> c[4] = {goro::Channel<int>(1), goro::Channel<int>(1),
                                      goro::Channel<int>(1), goro::Channel<int>(1)};
           for (auto& ch : c) ch.send(0);
-          for (std::int64_t i = 0; i < selects; ++i) {
-            goro::select(goro::recv(c[0], [&](int v) { c[0].send(v); }),
-                         goro::recv(c[1], [&](int v) { c[1].send(v); }),
-                         goro::recv(c[2], [&](int v) { c[2].send(v); }),
-                         goro::recv(c[3], [&](int v) { c[3].send(v); }));
-          }
+          for (std::int64_t i = 0; i < steps; ++i) step(c);
         },
         workers(1));
   }
-  per_op(state, selects);
+  per_op(state, steps);
+}
+
+// Select over 4 channels that always have a value ready.
+void BM_Select4Ready(benchmark::State& state) {
+  four_ready_channels(state, [](goro::Channel<int> (&c)[4]) {
+    goro::select(goro::recv(c[0], [&](int v) { c[0].send(v); }),  //
+                 goro::recv(c[1], [&](int v) { c[1].send(v); }),  //
+                 goro::recv(c[2], [&](int v) { c[2].send(v); }),  //
+                 goro::recv(c[3], [&](int v) { c[3].send(v); }));
+  });
 }
 BENCHMARK(BM_Select4Ready)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -96,25 +104,14 @@ BENCHMARK(BM_Select4Ready)->Unit(benchmark::kMillisecond)->UseRealTime();
 // operation) and a random pick that only indexes data; the gap to
 // BM_Select4Ready is what select's protocol costs (see docs/performance.md).
 void BM_Select4Floor(benchmark::State& state) {
-  const std::int64_t selects = 1'000'000;
-  for (auto _ : state) {
-    goro::run(
-        [] {
-          goro::Channel<int> c[4] = {goro::Channel<int>(1), goro::Channel<int>(1),
-                                     goro::Channel<int>(1), goro::Channel<int>(1)};
-          for (auto& ch : c) ch.send(0);
-          std::uint32_t rng = 0x9e3779b9u;  // xorshift32
-          for (std::int64_t i = 0; i < selects; ++i) {
-            rng ^= rng << 13;
-            rng ^= rng >> 17;
-            rng ^= rng << 5;
-            goro::Channel<int>& ch = c[(std::uint64_t{rng} * 4) >> 32];
-            ch.send(*ch.try_recv());
-          }
-        },
-        workers(1));
-  }
-  per_op(state, selects);
+  std::uint32_t rng = 0x9e3779b9u;  // xorshift32
+  four_ready_channels(state, [&rng](goro::Channel<int> (&c)[4]) {
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    goro::Channel<int>& ch = c[(std::uint64_t{rng} * 4) >> 32];
+    ch.send(*ch.try_recv());
+  });
 }
 BENCHMARK(BM_Select4Floor)->Unit(benchmark::kMillisecond)->UseRealTime();
 
