@@ -300,6 +300,7 @@ class Runtime {
   bool any_work_visible() noexcept;
   void go_idle(Worker* w) noexcept;
   void wake_idle_worker() noexcept;
+  void wake_idle_worker_slow() noexcept;
   void stop_spinning(Worker* w) noexcept;
   void check_deadlock_locked() noexcept;
   void land(fctx::transfer_t t) noexcept;
@@ -1019,7 +1020,11 @@ inline void Runtime::release_block(Worker* w, void* block) noexcept {
   }
 }
 
-inline void Runtime::register_fiber(Fiber* f, Worker* w) noexcept {
+// register_fiber(), make_runnable(f, w) and wake_idle_worker()'s two checks
+// are forced inline: GCC's inlining budget is per translation unit, and a
+// program with more goro code in it (a large select) got them as calls,
+// 24-41 instructions more per spawn (performance.md, twentieth round).
+GORO_ALWAYS_INLINE void Runtime::register_fiber(Fiber* f, Worker* w) noexcept {
   f->shard = w ? w->index : static_cast<std::uint32_t>(workers_.size());
   RegistryShard& shard = shards_[f->shard];
   std::lock_guard guard(shard.lock);
@@ -1099,7 +1104,7 @@ inline void Runtime::make_runnable(Fiber* f) noexcept { make_runnable(f, current
 // The common case, a fiber waking another on its own worker with runnext
 // empty, is inline: the rest needs a frame of saved registers (about 14
 // instructions per wake-up on ping-pong's path).
-inline void Runtime::make_runnable(Fiber* f, Worker* w) noexcept {
+GORO_ALWAYS_INLINE void Runtime::make_runnable(Fiber* f, Worker* w) noexcept {
   if (w && w->rt == this && !special_mode_ && w->current &&
       !w->runnext.load(std::memory_order_relaxed)) {
     // Only this worker fills its runnext (thieves only empty it), so an
@@ -1136,9 +1141,15 @@ GORO_NOINLINE inline void Runtime::make_runnable_queued(Fiber* f, Worker* w) noe
   wake_idle_worker();
 }
 
-inline void Runtime::wake_idle_worker() noexcept {
+// wake_idle_worker() hands work to an idle worker unless one is already
+// spinning or none is idle, the two checks every queued wake-up makes inline.
+GORO_ALWAYS_INLINE void Runtime::wake_idle_worker() noexcept {
   if (n_spinning_.load(std::memory_order_seq_cst) != 0) return;
   if (n_idle_.load(std::memory_order_seq_cst) == 0) return;
+  wake_idle_worker_slow();
+}
+
+GORO_NOINLINE inline void Runtime::wake_idle_worker_slow() noexcept {
   std::uint32_t zero = 0;
   if (!n_spinning_.compare_exchange_strong(zero, 1, std::memory_order_seq_cst)) return;
   Worker* w = nullptr;
