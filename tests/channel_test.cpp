@@ -498,6 +498,14 @@ TEST_CASE("try_send and try_recv never block; a refused value stays with the cal
   CHECK(*b == 2);
   CHECK(**c.try_recv() == 1);
   CHECK(!c.try_recv());
+  // A value of another type is converted by copying, so a refused one is
+  // untouched too (an rvalue included).
+  goro::Channel<std::optional<std::string>> names(1);
+  std::string first = "first", second = "a name longer than any small-string buffer";
+  CHECK(names.try_send(std::move(first)));
+  CHECK(!names.try_send(std::move(second)));
+  CHECK(second == "a name longer than any small-string buffer");
+  CHECK(names.try_recv()->value() == "first");
   goro::Channel<int> rendezvous;
   CHECK(!rendezvous.try_send(1));
   CHECK(!rendezvous.try_recv());

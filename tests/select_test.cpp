@@ -192,6 +192,18 @@ TEST_CASE("a send case's value moves only if that case wins", "[select]") {
         CHECK(k == 1);
         CHECK(!mine);
         CHECK(**ready.recv() == 42);
+        // A value of another type is converted by copying: a losing case
+        // leaves even an rvalue of it alone, and a winning one sends the copy.
+        goro::Channel<std::optional<std::string>> names(1);
+        names.send("taken");
+        std::string name = "a name longer than any small-string buffer";
+        k = goro::select(goro::send(names, std::move(name)), goro::default_case());
+        CHECK(k == 1);
+        CHECK(name == "a name longer than any small-string buffer");
+        CHECK(names.recv()->value() == "taken");
+        k = goro::select(goro::send(names, std::move(name)), goro::default_case());
+        CHECK(k == 0);
+        CHECK(names.recv()->value() == name);
       },
       with_workers(1));
 }

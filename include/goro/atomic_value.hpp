@@ -41,6 +41,7 @@
 #include <utility>
 
 #include "detail/spin_lock.hpp"
+#include "runtime.hpp"
 
 namespace goro {
 
@@ -113,6 +114,7 @@ class AtomicValue {
 
 template <class T>
 std::shared_ptr<const T> AtomicValue<T>::load() const {
+  detail::note_goro_use();
   std::uint64_t word = word_.fetch_add(kOneBorrow, std::memory_order_acquire) + kOneBorrow;
   Holder* h = holder_of(word);
   std::shared_ptr<const T> result = h->value;  // h stays alive while we borrow it
@@ -131,6 +133,7 @@ std::shared_ptr<const T> AtomicValue<T>::load() const {
 
 template <class T>
 std::shared_ptr<const T> AtomicValue<T>::replace(std::shared_ptr<const T> v) {
+  detail::note_goro_use();
   Holder* fresh = new Holder{std::move(v)};  // allocated before taking the spin lock
   std::lock_guard guard(writer_);
   return install_locked(fresh);
@@ -153,6 +156,7 @@ bool AtomicValue<T>::compare_and_swap(const std::shared_ptr<const T>& expected, 
 template <class T>
 bool AtomicValue<T>::compare_and_swap(const std::shared_ptr<const T>& expected,
                                       std::shared_ptr<const T> desired) {
+  detail::note_goro_use();
   std::unique_ptr<Holder> fresh(new Holder{std::move(desired)});
   std::lock_guard guard(writer_);
   // Only writers replace the Holder, so the current one is stable here.

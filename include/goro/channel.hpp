@@ -52,6 +52,7 @@ using ChanPtr = std::shared_ptr<ChanState<T>>;
 // tree of fibers makes and drops a channel per stage or node).
 template <class T>
 ChanPtr<T> make_chan_state(std::size_t capacity) {
+  note_goro_use();
   return std::allocate_shared<ChanState<T>>(CachingAllocator<ChanState<T>>{}, capacity);
 }
 
@@ -116,6 +117,29 @@ struct ChannelValue {
   static constexpr bool ok = true;
 };
 
+// converted_copy<T>(v) is the T that `v`, a value of another type or a
+// const T, stands for, made by copying so that `v` stays untouched when the
+// operation does not send it (a try_send() that would block, a losing
+// select case). A value that converts to T only by being moved from is
+// refused at compile time: that move would happen before anyone knows
+// whether the value is sent.
+template <class T, class U>
+T converted_copy(U&& v) {
+  constexpr bool kCopies = std::is_constructible_v<T, const std::remove_reference_t<U>&>;
+  if constexpr (kCopies) {
+    return T(std::as_const(v));
+  } else {
+    static_assert(kCopies,
+                  "goro: this value converts to the channel's T only by being moved from, which would happen "
+                  "even if it is not sent; make the T first (T(std::move(v))) and pass that");
+  }
+}
+
+// ConvertibleSendArg<U, T>: an argument try_send() takes as another type
+// than T and converts itself (see converted_copy).
+template <class U, class T>
+concept ConvertibleSendArg = !std::is_same_v<std::remove_cvref_t<U>, T> && std::is_convertible_v<U, T>;
+
 // ChannelHandle is what every channel handle has: a shared state (null for
 // the nil channel) and the queries that need no direction.
 template <class T>
@@ -125,9 +149,18 @@ class ChannelHandle {
  public:
   using value_type = T;
 
-  bool closed() const noexcept { return state_ && state_->closed(); }
-  std::size_t size() const noexcept { return state_ ? state_->size() : 0; }
-  std::size_t capacity() const noexcept { return state_ ? state_->capacity() : 0; }
+  bool closed() const noexcept {
+    note_goro_use();
+    return state_ && state_->closed();
+  }
+  std::size_t size() const noexcept {
+    note_goro_use();
+    return state_ ? state_->size() : 0;
+  }
+  std::size_t capacity() const noexcept {
+    note_goro_use();
+    return state_ ? state_->capacity() : 0;
+  }
   bool is_nil() const noexcept { return !state_; }
   explicit operator bool() const noexcept { return static_cast<bool>(state_); }
 
@@ -196,8 +229,14 @@ class Channel : public detail::ChannelHandle<T> {
   // recv() blocks until a value arrives; std::nullopt once closed and drained.
   std::optional<T> recv() const { return detail::ChanOps<T>::recv(this->get()); }
   // try_send() never blocks: false, leaving `v` untouched, if it would.
-  // Throws goro::channel_closed on a closed channel.
+  // Throws goro::channel_closed on a closed channel. A value of another
+  // type is converted by copying (detail::converted_copy), so it too is
+  // untouched whatever happens.
   bool try_send(T&& v) const { return detail::ChanOps<T>::try_send(this->get(), v); }
+  template <detail::ConvertibleSendArg<T> U>
+  bool try_send(U&& v) const {
+    return try_send(detail::converted_copy<T>(std::forward<U>(v)));
+  }
   // try_recv() never blocks: std::nullopt if nothing is ready (or closed and drained).
   std::optional<T> try_recv() const { return detail::ChanOps<T>::try_recv(this->get()); }
   // close() closes the channel: receivers drain the buffer, then get nullopt;
@@ -228,6 +267,10 @@ class SendChannel : public detail::ChannelHandle<T> {
 
   void send(T v) const { detail::ChanOps<T>::send(this->get(), v); }
   bool try_send(T&& v) const { return detail::ChanOps<T>::try_send(this->get(), v); }
+  template <detail::ConvertibleSendArg<T> U>
+  bool try_send(U&& v) const {
+    return try_send(detail::converted_copy<T>(std::forward<U>(v)));
+  }
   void close() const { detail::ChanOps<T>::close(this->get()); }
 };
 

@@ -116,12 +116,14 @@ inline void Cond::wait() {
 }
 
 inline void Cond::signal() noexcept {
+  detail::note_goro_use();
   detail::WakeList wake;  // declared first: unparks after lock_ is released
   std::lock_guard guard(lock_);
   waiting_.claim_one(wake);
 }
 
 inline void Cond::broadcast() noexcept {
+  detail::note_goro_use();
   detail::WakeList wake;
   std::lock_guard guard(lock_);
   waiting_.claim_all(wake);

@@ -186,6 +186,7 @@ class CancelFunc {
   explicit CancelFunc(std::shared_ptr<detail::CancelNode> node) noexcept : node_(std::move(node)) {}
 
   void operator()() const {
+    detail::note_goro_use();
     if (node_) node_->cancel(detail::CancelReason::canceled);
   }
 
@@ -195,9 +196,12 @@ class CancelFunc {
 
 // background() is the root context: never cancelled, no deadline, no values
 // (Go's context.Background()).
-inline Context background() { return Context(); }
+inline Context background() {
+  detail::note_goro_use();
+  return Context();
+}
 // todo() is background(), for code that has no context to pass yet (Go's context.TODO()).
-inline Context todo() { return Context(); }
+inline Context todo() { return background(); }
 
 // with_cancel() returns a child of `parent` and the function that cancels it.
 // Call the CancelFunc as soon as the work it covers is done: that unlinks
@@ -348,6 +352,7 @@ StopFunc after_func(const Context& ctx, F&& f);
 // ---------------------------------------------------------------------------
 
 inline RecvChannel<Unit> Context::done() const {
+  detail::note_goro_use();
   detail::CancelNode* c = node_->canceller;
   if (!c) return nullptr;
   // Aliasing our own handle: node_ keeps its canceller (itself or an
@@ -356,17 +361,20 @@ inline RecvChannel<Unit> Context::done() const {
 }
 
 inline std::error_code Context::err() const noexcept {
+  detail::note_goro_use();
   if (detail::CancelNode* c = node_->canceller) return detail::to_error_code(c->reason());
   return {};
 }
 
 inline std::optional<Context::time_point> Context::deadline() const noexcept {
+  detail::note_goro_use();
   if (node_->deadline_ns == detail::kNoDeadline) return std::nullopt;
   return time_point(std::chrono::duration_cast<time_point::duration>(std::chrono::nanoseconds(node_->deadline_ns)));
 }
 
 template <class V>
 const V* Context::value(const ContextKey<V>& key) const noexcept {
+  detail::note_goro_use();
   for (const detail::ContextNode* n = node_.get(); n; n = n->parent.get()) {
     if (n->key == &key) return static_cast<const V*>(n->value);
   }
@@ -377,6 +385,7 @@ namespace detail {
 
 inline std::pair<Context, CancelFunc> make_cancel_context(const Context& parent, std::int64_t deadline_ns,
                                                          std::exception_ptr deadline_cause = nullptr) {
+  note_goro_use();
   std::shared_ptr<CancelNode> node = CancelNode::make(parent.node(), deadline_ns, std::move(deadline_cause));
   CancelFunc cancel(node);
   return {Context(std::move(node)), std::move(cancel)};
@@ -401,10 +410,12 @@ std::pair<Context, CancelFunc> with_timeout(const Context& parent, std::chrono::
 
 template <class V>
 Context with_value(const Context& parent, const ContextKey<V>& key, std::type_identity_t<V> value) {
+  detail::note_goro_use();
   return Context(std::make_shared<detail::ValueNode<V>>(parent.node(), &key, std::move(value)));
 }
 
 inline Context without_cancel(const Context& parent) {
+  detail::note_goro_use();
   return Context(detail::detached_node(parent.node()));
 }
 
@@ -426,6 +437,7 @@ inline const std::exception_ptr& error_as_cause(CancelReason r) {
 }  // namespace detail
 
 inline void CancelCauseFunc::operator()(std::exception_ptr cause) const {
+  detail::note_goro_use();
   if (node_) node_->cancel(detail::CancelReason::canceled, cause);
 }
 
@@ -434,12 +446,14 @@ inline void CancelCauseFunc::operator()(std::error_code code) const {
 }
 
 inline std::pair<Context, CancelCauseFunc> with_cancel_cause(const Context& parent) {
+  detail::note_goro_use();
   std::shared_ptr<detail::CancelNode> node = detail::CancelNode::make(parent.node(), detail::kNoDeadline);
   CancelCauseFunc cancel(node);
   return {Context(std::move(node)), std::move(cancel)};
 }
 
 inline std::exception_ptr cause(const Context& ctx) {
+  detail::note_goro_use();
   detail::CancelNode* c = ctx.node()->canceller;
   if (!c) return nullptr;
   detail::CancelReason r = c->reason();
@@ -466,6 +480,7 @@ std::pair<Context, CancelFunc> with_timeout_cause(const Context& parent, std::ch
 // after_func
 
 inline bool StopFunc::operator()() const noexcept {
+  detail::note_goro_use();
   if (!entry_ || !entry_->claim_stop()) return false;
   if (std::shared_ptr<detail::CancelNode> owner = entry_->owner.lock()) owner->remove_after_func(entry_.get());
   return true;
@@ -475,6 +490,7 @@ namespace detail {
 
 // register_after_func() is after_func() once f is known to be a callable.
 inline StopFunc register_after_func(const Context& ctx, AfterFuncTask f) {
+  note_goro_use();
   auto entry = std::make_shared<AfterFuncEntry>(std::move(f));
   CancelNode* c = ctx.node()->canceller;
   if (!c) {  // never done: f can never run

@@ -145,6 +145,7 @@ inline std::pair<ErrGroup, Context> ErrGroup::with_context(const Context& parent
 }
 
 inline void ErrGroup::set_limit(std::ptrdiff_t n) {
+  detail::note_goro_use();
   State& s = *state_;
   // Allocated, and the old one freed, outside the lock.
   std::shared_ptr<Semaphore> slots =

@@ -168,6 +168,7 @@ inline bool Mutex::try_lock() noexcept {
 }
 
 inline void Mutex::unlock() {
+  detail::note_goro_use();
   // Without lock_ when nobody needs waking: no waiters, or one is already
   // woken (or spinning) and will take the lock (normal mode only). The state
   // is read first rather than guessed (a CAS from kLocked): while waiters

@@ -56,6 +56,7 @@ class Once {
 
 template <class F, class... Args>
 void Once::call(F&& f, Args&&... args) {
+  detail::note_goro_use();
   if (done_.load(std::memory_order_acquire)) return;
   call_slow(std::forward<F>(f), std::forward<Args>(args)...);
 }

@@ -134,8 +134,8 @@ inline void sleep_until_ns(std::int64_t deadline) {
   Fiber* self = current_fiber();
   if (!self) {
     note_goro_use();  // a plain thread that sleeps through goro counts for the deadlock detector
-    const std::int64_t left = deadline - now_ns();
-    if (left > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left));
+    const std::int64_t now = now_ns();
+    if (deadline > now) std::this_thread::sleep_for(std::chrono::nanoseconds(deadline - now));
     return;
   }
   Parker& parker = self->parker;
@@ -218,6 +218,7 @@ void go(F&& f, A&&... args) {
 // worker_count() is the number of worker threads of the running runtime, or
 // 0 when none is running (Go's runtime.GOMAXPROCS(0)).
 inline std::size_t worker_count() noexcept {
+  detail::note_goro_use();
   detail::Runtime* rt = detail::current_runtime();
   return rt ? rt->worker_count() : 0;
 }
@@ -254,6 +255,7 @@ void sleep_for(const std::chrono::duration<Rep, Period>& d) {
 
 // id() is the current fiber's id (main is 1), or 0 on a plain thread.
 inline std::uint64_t id() noexcept {
+  detail::note_goro_use();
   detail::Fiber* self = detail::current_fiber();
   return self ? self->id : 0;
 }

@@ -171,6 +171,7 @@ inline bool RWMutex::try_lock() noexcept {
 }
 
 inline void RWMutex::unlock() {
+  detail::note_goro_use();
   std::uint64_t expected = kWriterHeld;
   if (state_.compare_exchange_strong(expected, 0, std::memory_order_release,
                                      std::memory_order_relaxed)) {
@@ -204,6 +205,7 @@ inline bool RWMutex::try_lock_shared() noexcept {
 }
 
 inline void RWMutex::unlock_shared() {
+  detail::note_goro_use();
   std::uint64_t s = kOneReader;  // the expected state: see "Fast paths" above
   if (state_.compare_exchange_strong(s, 0, std::memory_order_release, std::memory_order_relaxed)) {
     return;

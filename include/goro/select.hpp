@@ -338,7 +338,8 @@ auto make_send_case(ChanState<T>* chan, Keep keep, V&& value, H handler) {
     return SendCase<T, H, false, !std::is_lvalue_reference_v<V>, Keep>(chan, &value, std::move(handler),
                                                                        std::move(keep));
   } else {
-    return SendCase<T, H, true, false, Keep>(chan, std::forward<V>(value), std::move(handler), std::move(keep));
+    return SendCase<T, H, true, false, Keep>(chan, converted_copy<T>(std::forward<V>(value)), std::move(handler),
+                                             std::move(keep));
   }
 }
 
@@ -368,7 +369,9 @@ auto recv(C&& ch, H handler = {}) {
 // send(ch, value, handler) is `case ch <- value:`. `value` is moved only if
 // this case wins. The channel is referred to or kept as by recv(); `value`
 // is referred to when it is a non-const T (an lvalue, or an rvalue passed
-// straight to select), else converted into a T the case holds.
+// straight to select), else copied into a T the case holds (a value that
+// converts to T only by being moved from does not compile: see
+// detail::converted_copy).
 template <detail::Sendable C, class V, class H = detail::NoHandler>
 auto send(const C& ch, V&& value, H handler = {}) {
   return detail::make_send_case(ch.get(), detail::NoChannelKeep{}, std::forward<V>(value), std::move(handler));

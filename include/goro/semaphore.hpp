@@ -100,6 +100,7 @@ inline void Semaphore::check_count(std::int64_t n, const char* what) {
 }
 
 inline std::int64_t Semaphore::available() {
+  detail::note_goro_use();
   std::lock_guard guard(lock_);
   return size_ - held_;
 }
@@ -147,6 +148,7 @@ inline void Semaphore::acquire(std::int64_t n) {
 }
 
 inline std::error_code Semaphore::acquire(const Context& ctx, std::int64_t n) {
+  detail::note_goro_use();
   check_count(n, "acquire");
   if (std::error_code e = ctx.err()) return e;  // Go checks the context first
   detail::CancelNode* canceller = ctx.node()->canceller;
@@ -193,6 +195,7 @@ inline std::error_code Semaphore::acquire(const Context& ctx, std::int64_t n) {
 }
 
 inline void Semaphore::release(std::int64_t n) {
+  detail::note_goro_use();
   check_count(n, "release");
   detail::WakeList wake;  // declared first: unparks after lock_ is released
   std::lock_guard guard(lock_);

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "detail/read_mostly_lock.hpp"
+#include "runtime.hpp"
 
 namespace goro {
 
@@ -108,6 +109,7 @@ class SyncMap {
 
 template <class K, class V, class H, class E>
 std::optional<V> SyncMap<K, V, H, E>::load(const K& key) const {
+  detail::note_goro_use();
   ReadGuard guard(lock_);
   auto it = map_.find(key);
   if (it == map_.end()) return std::nullopt;
@@ -134,6 +136,7 @@ void SyncMap<K, V, H, E>::replace(typename Map::iterator it, V&& value, std::opt
 
 template <class K, class V, class H, class E>
 void SyncMap<K, V, H, E>::store(const K& key, V value) {
+  detail::note_goro_use();
   std::lock_guard guard(lock_);
   auto [it, inserted] = map_.try_emplace(key, std::move(value));
   if (!inserted) replace(it, std::move(value));  // try_emplace left `value` alone: the key existed
@@ -141,6 +144,7 @@ void SyncMap<K, V, H, E>::store(const K& key, V value) {
 
 template <class K, class V, class H, class E>
 std::pair<V, bool> SyncMap<K, V, H, E>::load_or_store(const K& key, V value) {
+  detail::note_goro_use();
   {
     ReadGuard guard(lock_);
     auto it = map_.find(key);
@@ -159,6 +163,7 @@ std::pair<V, bool> SyncMap<K, V, H, E>::load_or_store(const K& key, V value) {
 
 template <class K, class V, class H, class E>
 std::optional<V> SyncMap<K, V, H, E>::load_and_delete(const K& key) {
+  detail::note_goro_use();
   // `out` is every path's return value, so it is constructed in place
   // (NRVO) and no V is moved after the entry is erased.
   std::optional<V> out;
@@ -176,6 +181,7 @@ std::optional<V> SyncMap<K, V, H, E>::load_and_delete(const K& key) {
 
 template <class K, class V, class H, class E>
 void SyncMap<K, V, H, E>::erase(const K& key) {
+  detail::note_goro_use();
   {
     ReadGuard guard(lock_);
     if (map_.find(key) == map_.end()) return;
@@ -186,6 +192,7 @@ void SyncMap<K, V, H, E>::erase(const K& key) {
 
 template <class K, class V, class H, class E>
 std::optional<V> SyncMap<K, V, H, E>::swap(const K& key, V value) {
+  detail::note_goro_use();
   // `previous` is every path's return value (NRVO): no V is moved after
   // the map has changed.
   std::optional<V> previous;
@@ -198,6 +205,7 @@ std::optional<V> SyncMap<K, V, H, E>::swap(const K& key, V value) {
 template <class K, class V, class H, class E>
 template <class Apply>
 bool SyncMap<K, V, H, E>::if_value_equals(const K& key, const V& expected, Apply&& apply) {
+  detail::note_goro_use();
   {
     ReadGuard guard(lock_);
     auto it = map_.find(key);
@@ -227,6 +235,7 @@ bool SyncMap<K, V, H, E>::compare_and_delete(const K& key, const V& expected)
 template <class K, class V, class H, class E>
 template <class F>
 void SyncMap<K, V, H, E>::range(F&& f) const {
+  detail::note_goro_use();
   std::vector<std::pair<K, V>> snapshot;
   {
     ReadGuard guard(lock_);
@@ -240,6 +249,7 @@ void SyncMap<K, V, H, E>::range(F&& f) const {
 
 template <class K, class V, class H, class E>
 void SyncMap<K, V, H, E>::clear() {
+  detail::note_goro_use();
   Map old;
   {
     std::lock_guard guard(lock_);

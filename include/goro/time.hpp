@@ -193,16 +193,23 @@ class Timer {
 
   // channel() receives the firing time. Throws std::logic_error on a
   // moved-from Timer.
-  RecvChannel<TimePoint> channel() const { return detail::live_state(state_, "Timer", "channel()")->channel; }
+  RecvChannel<TimePoint> channel() const {
+    detail::note_goro_use();
+    return detail::live_state(state_, "Timer", "channel()")->channel;
+  }
   // stop() prevents the timer from firing: true if that stopped it, false if
   // it had already fired or been stopped (or this Timer was moved from: it
   // has nothing left to stop).
-  bool stop() noexcept { return state_ && state_->unschedule(); }
+  bool stop() noexcept {
+    detail::note_goro_use();
+    return state_ && state_->unschedule();
+  }
   // reset() makes the timer fire d from now: true if it had been active.
   // Like Go's, it does not drain a value already sent on channel(). Throws
   // std::logic_error on a moved-from Timer.
   template <class Rep, class Period>
   bool reset(std::chrono::duration<Rep, Period> d) {
+    detail::note_goro_use();
     bool was_active = detail::live_state(state_, "Timer", "reset()")->unschedule();
     state_->schedule_at(detail::deadline_after(d));
     return was_active;
@@ -240,10 +247,14 @@ class Ticker {
 
   // channel() receives the ticks. Throws std::logic_error on a moved-from
   // Ticker.
-  RecvChannel<TimePoint> channel() const { return detail::live_state(state_, "Ticker", "channel()")->channel; }
+  RecvChannel<TimePoint> channel() const {
+    detail::note_goro_use();
+    return detail::live_state(state_, "Ticker", "channel()")->channel;
+  }
   // stop() turns the ticker off; no more ticks are sent. It does not close
   // the channel. On a moved-from Ticker it does nothing.
   void stop() noexcept {
+    detail::note_goro_use();
     if (state_) state_->stop_ticking();
   }
   // reset() (Go's Ticker.Reset) stops the ticker and restarts it with a new
@@ -253,6 +264,7 @@ class Ticker {
   // std::logic_error on a moved-from Ticker, changing nothing.
   template <class Rep, class Period>
   void reset(std::chrono::duration<Rep, Period> period) {
+    detail::note_goro_use();
     const std::int64_t period_ns = checked_period(detail::to_ns_saturated(period).count(), "goro::Ticker::reset()");
     detail::live_state(state_, "Ticker", "reset()")->restart_ticking(period_ns);
   }

@@ -98,6 +98,7 @@ inline void WaitGroup::throw_out_of_range(std::int64_t delta, std::int64_t befor
 }
 
 inline void WaitGroup::wait() {
+  detail::note_goro_use();
   if (counter_of(state_.load(std::memory_order_acquire)) == 0) return;
   detail::Parker& self = detail::Parker::current();
   detail::WaitList::Node node;

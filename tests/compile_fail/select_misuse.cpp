@@ -4,6 +4,7 @@
 #include <goro/select.hpp>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 
 #ifndef GORO_MISUSE
@@ -13,6 +14,10 @@
 struct NoDefault {
   explicit NoDefault(int) {}
 };
+struct Base {
+  virtual ~Base() = default;
+};
+struct Derived : Base {};
 
 void misuse(goro::Channel<int> c, goro::RecvChannel<int> r, goro::Channel<NoDefault> nd) {
   using namespace std::chrono_literals;
@@ -25,6 +30,9 @@ void misuse(goro::Channel<int> c, goro::RecvChannel<int> r, goro::Channel<NoDefa
   auto kept = goro::send(c, v);  // refers to a named variable: may be kept
   goro::select(kept);
   goro::select(goro::send(c, 2));  // refers to the rvalue, passed straight in
+  goro::select(goro::send(c, 2L), goro::default_case());  // a long converts by copying
+  goro::Channel<std::unique_ptr<Base>> bases;
+  goro::select(goro::send(bases, std::unique_ptr<Base>(std::make_unique<Derived>())), goro::default_case());
 #elif GORO_MISUSE == 1
   goro::select(goro::recv(c), goro::timeout(1ms), goro::default_case());  // timeout and default
 #elif GORO_MISUSE == 2
@@ -38,5 +46,9 @@ void misuse(goro::Channel<int> c, goro::RecvChannel<int> r, goro::Channel<NoDefa
 #elif GORO_MISUSE == 6
   auto dangling = goro::send(c, 2);  // refers to the temporary 2, gone by the next line
   goro::select(dangling);
+#elif GORO_MISUSE == 7
+  goro::Channel<std::unique_ptr<Base>> bases;
+  auto derived = std::make_unique<Derived>();
+  goro::select(goro::send(bases, std::move(derived)), goro::default_case());  // would empty it even if it loses
 #endif
 }

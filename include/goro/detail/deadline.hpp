@@ -71,8 +71,12 @@ std::int64_t deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
 template <class Clock, class Duration>
 std::int64_t deadline_ns_of(const std::chrono::time_point<Clock, Duration>& when) noexcept {
   if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-    auto since_epoch = to_ns_saturated(when.time_since_epoch());
-    return since_epoch.count() >= kNoDeadline ? kNoDeadline - 1 : since_epoch.count();
+    // Clamped to [0, kNoDeadline): a time point before the clock's epoch
+    // (time_point::min()) is simply past, and a negative deadline would
+    // mean "untimed" to a plain thread's park.
+    const std::int64_t since_epoch = to_ns_saturated(when.time_since_epoch()).count();
+    if (since_epoch < 0) return 0;
+    return since_epoch >= kNoDeadline ? kNoDeadline - 1 : since_epoch;
   } else {
     // In saturated nanoseconds since the clock's epoch: comparing or
     // subtracting the time points themselves would convert them to a common
