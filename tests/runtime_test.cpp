@@ -604,7 +604,7 @@ TEST_CASE("a plain thread whose goro calls never blocked still counts for the de
   const std::size_t workers = GORO_WORKERS();
   goro::Channel<int> ch(1);       // the helper's word to main: a failing run cannot strand it
   goro::Channel<int> scratch(8);  // what the first calls send
-  auto [ctx, cancel] = goro::with_cancel(goro::background());
+  const goro::Context ctx = goro::with_cancel(goro::background()).first;  // not a structured binding: lambdas capture it
   static const goro::ContextKey<int> key{"key"};
   goro::AtomicValue<int> atomic(1);
   goro::SyncMap<int, int> map;
@@ -649,8 +649,9 @@ TEST_CASE("a plain thread whose goro calls never blocked still counts for the de
       {"worker_count", [&] { (void)goro::worker_count(); }},
       {"this_fiber::id", [&] { CHECK(goro::this_fiber::id() == 0); }},
   };
-  for (const auto& [name, first_call] : first_calls) {
-    INFO("first call: " << name);
+  for (const auto& row : first_calls) {
+    const std::function<void()>& first_call = row.second;  // not a structured binding: the helper captures it
+    INFO("first call: " << row.first);
     std::atomic<bool> first_call_made{false};
     std::thread helper([&] {
       first_call();
