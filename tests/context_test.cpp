@@ -484,6 +484,49 @@ TEST_CASE("Context handles are safe to use concurrently", "[context][threads]") 
       with_threads(workers));
 }
 
+// Go's Err() and a second cancel() wait on the mutex the first cancellation
+// holds while it closes done and cancels the children. So once err()
+// reports an error, or any cancel() has returned, done() is closed and
+// every descendant is cancelled, even while the cancellation that did it
+// is still running on another thread.
+TEST_CASE("err() and cancel() report a cancellation only once it is through: done closed, descendants cancelled",
+          "[context][threads]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(scaled(2'000, 400, 60));
+  constexpr int kChildren = 64;
+  goro::run(
+      [&] {
+        goro::Channel<goro::CancelFunc> to_cancel(1);
+        std::thread canceller([to_cancel] {
+          for (const goro::CancelFunc& cancel : to_cancel) cancel();
+        });
+        int early_err = 0, open_done = 0, live_children = 0;
+        for (int r = 0; r < rounds; ++r) {
+          auto [parent, cancel_parent] = goro::with_cancel(goro::background());
+          std::vector<goro::Context> children;
+          for (int i = 0; i < kChildren; ++i) children.push_back(goro::with_cancel(parent).first);
+          to_cancel.send(cancel_parent);
+          if (r % 2 == 0) {
+            while (!parent.err()) {
+            }
+          } else {
+            cancel_parent();  // racing the thread's: returns once the cancellation is through
+          }
+          if (parent.err() != goro::errc::canceled) ++early_err;
+          if (!parent.done().closed()) ++open_done;
+          for (const goro::Context& child : children) {
+            if (child.err() != goro::errc::canceled || !child.done().closed()) ++live_children;
+          }
+        }
+        to_cancel.close();
+        canceller.join();
+        CHECK(early_err == 0);
+        CHECK(open_done == 0);
+        CHECK(live_children == 0);
+      },
+      with_workers(workers));
+}
+
 // ---------------------------------------------------------------------------
 // without_cancel
 

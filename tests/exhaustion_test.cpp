@@ -6,13 +6,19 @@
 //     new fibers can be spawned once stacks come back, and a later run()
 //     works;
 //   - with the address space exhausted and malloc failing too, closing and
-//     draining a buffered channel loses nothing.
+//     draining a buffered channel loses nothing;
+//   - a worker thread that cannot be created makes run() throw a
+//     std::system_error before main runs, and a later run() works;
+//   - so does the first timer when goro's timer thread cannot be created,
+//     and the failed calls keep nothing.
 // Skipped under ASan and TSan: they reserve terabytes of shadow memory, so an
 // address-space cap is meaningless there.
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdarg>
@@ -217,6 +223,81 @@ int stack_pool_child() {
   return g_child_failures == 0 ? 0 : 1;
 }
 
+// worker_threads_child(): with the address space capped so that only a few
+// worker threads' stacks fit, run() with 64 workers throws a
+// std::system_error that names the worker thread, before main ran; a later
+// run() works.
+int worker_threads_child() {
+  rlimit original{};
+  ::getrlimit(RLIMIT_AS, &original);
+  const rlimit capped{vm_size_bytes() + (std::size_t{64} << 20), original.rlim_max};
+  child_check(::setrlimit(RLIMIT_AS, &capped) == 0, "setrlimit(RLIMIT_AS)");
+  bool main_ran = false;
+  std::string what;
+  try {
+    goro::run([&] { main_ran = true; }, goro::Options{.workers = 64});
+  } catch (const std::system_error& e) {
+    what = e.what();
+  } catch (const std::exception& e) {
+    what = std::string("not a std::system_error: ") + e.what();
+  }
+  child_check(::setrlimit(RLIMIT_AS, &original) == 0, "restore RLIMIT_AS");
+  child_check(what.find("cannot start worker thread") != std::string::npos,
+              "run() threw std::system_error naming the worker thread: %s", what.c_str());
+  child_check(!main_ran, "main did not run");
+  int sum = goro::run(
+      [] {
+        goro::Channel<int> c;
+        for (int i = 1; i <= 100; ++i) goro::go([c, i] { c.send(i); });
+        int s = 0;
+        for (int i = 0; i < 100; ++i) s += *c.recv();
+        return s;
+      },
+      goro::Options{.workers = 4});
+  child_check(sum == 5050, "a later goro::run works");
+  return g_child_failures == 0 ? 0 : 1;
+}
+
+// heap_in_use() is the bytes malloc has handed out and not taken back.
+std::size_t heap_in_use() { return mallinfo2().uordblks; }
+
+// timer_thread_child(): the first timer of a process starts goro's timer
+// thread. With the address space capped so that no thread stack fits,
+// with_timeout(), Timer, Ticker and after() throw std::system_error and
+// keep nothing (each of 100 failed calls would otherwise keep its state);
+// once the cap is lifted, timers work.
+int timer_thread_child() {
+  rlimit original{};
+  ::getrlimit(RLIMIT_AS, &original);
+  const rlimit capped{vm_size_bytes() + (std::size_t{4} << 20), original.rlim_max};
+  child_check(::setrlimit(RLIMIT_AS, &capped) == 0, "setrlimit(RLIMIT_AS)");
+  auto failures = [](const char* what, auto make) {
+    int failed = 0;
+    auto attempt = [&] {
+      try {
+        make();
+      } catch (const std::system_error&) {
+        ++failed;
+      }
+    };
+    attempt();  // the first failure may set up what later ones reuse
+    const std::size_t before = heap_in_use();
+    for (int i = 0; i < 100; ++i) attempt();
+    const std::size_t grown = heap_in_use() - std::min(heap_in_use(), before);
+    child_check(failed == 101, "%s threw std::system_error %d times of 101", what, failed);
+    child_check(grown < 4096, "%s: 100 failed calls kept %zu bytes", what, grown);
+  };
+  failures("with_timeout()", [] { (void)goro::with_timeout(goro::background(), std::chrono::hours(1)); });
+  failures("Timer", [] { goro::Timer t(std::chrono::hours(1)); });
+  failures("Ticker", [] { goro::Ticker t(std::chrono::hours(1)); });
+  failures("after()", [] { (void)goro::after(std::chrono::hours(1)); });
+  child_check(::setrlimit(RLIMIT_AS, &original) == 0, "restore RLIMIT_AS");
+  auto [ctx, cancel] = goro::with_timeout(goro::background(), 10ms);
+  (void)ctx.done().recv();
+  child_check(ctx.err() == goro::errc::deadline_exceeded, "with_timeout() works once a thread fits");
+  return g_child_failures == 0 ? 0 : 1;
+}
+
 // check_exhaustion_child() runs `child` in a forked child and checks that it
 // exited 0, reported no failed check and printed `ok_line`. Skipped under
 // ASan and TSan (see the top of this file).
@@ -250,4 +331,14 @@ TEST_CASE("exhaustion: fibers finish, and a channel is closed and drained, while
 TEST_CASE("exhaustion: no stack can be mapped -> a worker's cache refill hands out the pooled stacks, without throwing",
           "[exhaustion]") {
   check_exhaustion_child([] { return stack_pool_child(); }, "ok: acquire_batch() handed out the 3 pooled stacks");
+}
+
+TEST_CASE("exhaustion: a worker thread cannot be created -> run() throws system_error before main runs",
+          "[exhaustion]") {
+  check_exhaustion_child([] { return worker_threads_child(); }, "ok: main did not run");
+}
+
+TEST_CASE("exhaustion: the timer thread cannot be started -> timers throw system_error and keep nothing",
+          "[exhaustion]") {
+  check_exhaustion_child([] { return timer_thread_child(); }, "ok: with_timeout() works once a thread fits");
 }

@@ -775,9 +775,20 @@ TEST_CASE("a second concurrent runtime is refused with std::logic_error", "[runt
 TEST_CASE("GORO_MAXPROCS sets the worker count when Options::workers is 0", "[runtime]") {
   ::setenv("GORO_MAXPROCS", "3", 1);
   CHECK(goro::run([] { return goro::worker_count(); }) == 3);
-  ::setenv("GORO_MAXPROCS", "zero", 1);
-  CHECK_THROWS_AS(goro::run([] {}), std::invalid_argument);
+  // Digits only: no sign, no blanks, nothing that wraps around.
+  for (const char* bad : {"zero", "", "-1", "-18446744073709551612", "+3", " 3", "3 ", "0", "99999999999999999999"}) {
+    CAPTURE(bad);
+    ::setenv("GORO_MAXPROCS", bad, 1);
+    if (*bad) CHECK_THROWS_AS(goro::run([] {}), std::invalid_argument);
+    else CHECK(goro::run([] { return goro::worker_count(); }) >= 1);  // set but empty: as if unset
+  }
   ::unsetenv("GORO_MAXPROCS");
+  for (const char* bad : {"-1", "+5", " 5", "18446744073709551616"}) {
+    CAPTURE(bad);
+    ::setenv("GORO_SCHED_SEED", bad, 1);
+    CHECK_THROWS_WITH(goro::run([] {}), Catch::Contains("GORO_SCHED_SEED must be a non-negative integer"));
+  }
+  ::unsetenv("GORO_SCHED_SEED");
   CHECK(goro::run([] { return goro::worker_count(); }, with_workers(5)) == 5);
 }
 

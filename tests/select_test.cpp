@@ -238,6 +238,44 @@ TEST_CASE("a sender whose move throws leaves a parked select's recv case waiting
       with_workers(1));
 }
 
+// channels.md "When moving T can throw": goro moves a received value once;
+// code that binds it by reference (handlers taking T&&, const T& or
+// std::optional<T>&&; `for (T&& v : ch)`) makes no second move, so a T
+// whose every later move throws is still handed over. A handler taking T
+// by value moves once more, after the commit: that move's exception leaves
+// select.
+TEST_CASE("received values bound by reference are handed over with no second move", "[select][throwing-move]") {
+  goro_test::MoveBudget budget;
+  goro::run(
+      [&] {
+        using goro_test::FlakyMove;
+        goro::Channel<FlakyMove> c(8);
+        for (int i = 1; i <= 8; ++i) c.send(FlakyMove(i, budget));
+        int got = 0;
+        budget.moves_left = 1;  // out of the channel, and no further
+        goro::select(goro::recv(c, [&](FlakyMove&& v) { got = v.value; }));
+        CHECK(got == 1);
+        budget.moves_left = 1;
+        goro::select(goro::recv(c, [&](const FlakyMove& v) { got = v.value; }));
+        CHECK(got == 2);
+        budget.moves_left = 1;
+        goro::select(goro::recv(c, [&](std::optional<FlakyMove>&& v) { got = v ? v->value : -1; }));
+        CHECK(got == 3);
+        budget.moves_left = 1;
+        CHECK_THROWS_AS(goro::select(goro::recv(c, [&](FlakyMove v) { got = v.value; })), std::runtime_error);
+        CHECK(got == 3);  // the by-value handler never ran
+        c.close();
+        int sum = 0;
+        budget.moves_left = 1;
+        for (FlakyMove&& v : c) {
+          sum += v.value;
+          budget.moves_left = 1;  // the next value's one move
+        }
+        CHECK(sum == 5 + 6 + 7 + 8);
+      },
+      with_workers(1));
+}
+
 TEST_CASE("a receiver whose move throws leaves a parked select's send case waiting with its value",
           "[select][throwing-move]") {
   goro_test::MoveBudget budget;

@@ -92,6 +92,47 @@ TEST_CASE("a frame larger than the guard page still stops at the guard, naming t
   CHECK(err.find("hit the guard page") != std::string::npos);
 }
 
+// Beyond the mapping budget (GORO_GUARD_MARKERS=0 run), stacks have no guard
+// page: a fiber recursing forever runs through the stacks below its own and
+// faults wherever memory stops being writable, before any switch. The
+// SIGSEGV handler still names it: the fault is at a stack pointer below the
+// running fiber's stack.
+TEST_CASE("an unguarded stack's overflow that faults before a switch still names the fiber", "[stack]") {
+  if (goro_test::kTsan || goro_test::kAsan) {
+    SUCCEED("skipped under sanitizers: they own SIGSEGV");
+    return;
+  }
+  if (goro::detail::StackPool::instance().guard_markers()) {
+    SUCCEED("every stack is guarded here (the GORO_GUARD_MARKERS=0 run covers this)");
+    return;
+  }
+  auto [err, status] = run_in_child([] {
+    goro::Options o;
+    o.workers = 1;
+    o.stack_size = 64 * 1024;
+    goro::run(
+        [] {
+          goro::Channel<int> never;
+          const std::size_t budget = goro::detail::StackPool::instance().guard_budget();
+          for (std::size_t i = 0; i < budget + 64; ++i) goro::go([never] { (void)never.recv(); });
+          goro::go([] {
+            if (goro::detail::current_fiber()->stack.guarded) std::_Exit(kChildCannotRun);
+            recurse_forever(0);
+          });
+          goro::this_fiber::sleep_for(std::chrono::seconds(30));
+        },
+        o);
+  });
+  INFO("child stderr: " << err);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kChildCannotRun) {
+    SUCCEED("the fiber's stack came guarded");
+    return;
+  }
+  CHECK(WIFSIGNALED(status));
+  CHECK(err.find("goro: fatal error: stack overflow in fiber") != std::string::npos);
+  CHECK(err.find("stack size 65536 bytes; stack pointer below the stack at a fault") != std::string::npos);
+}
+
 TEST_CASE("stacks are guarded under the mapping budget, pooled and reused", "[stack]") {
   auto& pool = goro::detail::StackPool::instance();
   REQUIRE(pool.guard_budget() > 1000);

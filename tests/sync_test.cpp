@@ -713,6 +713,59 @@ TEST_CASE("Cond: a waiter still parked when main returns is unwound with the mut
   mu.unlock();
 }
 
+// A Cond waiter unwound while its mutex is held by a lock nobody will ever
+// release (locked without a guard by a fiber that was itself unwound, or by
+// main, which returned) must not keep run() from returning: once nothing
+// else can move, the waiter adopts that hold and its guard releases it.
+TEST_CASE("Cond: waiters unwound while their mutex's holder abandoned it still let run end", "[cond][unwind]") {
+  enum class Holder { unwound_fiber, main, deadlocked_fiber };
+  for (std::size_t workers : {1, 2}) {
+    for (Holder holder : {Holder::unwound_fiber, Holder::main, Holder::deadlocked_fiber}) {
+      CAPTURE(workers, static_cast<int>(holder));
+      goro::Mutex mu;
+      goro::Cond cond(mu);
+      std::atomic<int> left{0};
+      auto body = [&] {
+        goro::Channel<int> never, waiting(2);
+        for (int i = 0; i < 2; ++i) {
+          goro::go([&] {
+            struct CountLeaving {
+              std::atomic<int>& left;
+              ~CountLeaving() { ++left; }
+            } count{left};
+            std::unique_lock lock(mu);
+            waiting.send(1);  // buffered: sent with the mutex held
+            cond.wait();      // never signalled
+          });
+          (void)waiting.recv();
+        }
+        if (holder == Holder::main) {
+          mu.lock();  // free only once both waiters are parked in wait()
+          return;     // holding it
+        }
+        goro::Channel<int> locked(1);
+        goro::go([&, never, locked]() mutable {
+          mu.lock();  // Go style, no guard: the unwinding leaves it locked
+          locked.send(1);
+          (void)never.recv();
+          mu.unlock();
+        });
+        (void)locked.recv();
+        if (holder == Holder::deadlocked_fiber) (void)never.recv();
+      };
+      if (holder == Holder::deadlocked_fiber) {
+        CHECK_THROWS_AS(goro::run(body, with_workers(workers)), goro::deadlock_error);
+      } else {
+        goro::run(body, with_workers(workers));
+      }
+      CHECK(left.load() == 2);
+      // The last waiter's guard released the adopted hold.
+      CHECK(mu.try_lock());
+      mu.unlock();
+    }
+  }
+}
+
 TEST_CASE("Cond: may be destroyed once its waiters are woken, before they re-lock the mutex", "[cond]") {
   // As std::condition_variable allows: the notifier, holding the mutex,
   // wakes the waiters and destroys the Cond at once; the waiters re-lock the

@@ -37,9 +37,10 @@ struct FlakyMove {
   MoveBudget* budget;
 
   FlakyMove(int v, MoveBudget& b) noexcept : value(v), budget(&b) {}
+  FlakyMove() noexcept : value(0), budget(nullptr) {}  // T{}: Go's zero value, which always moves
   FlakyMove(const FlakyMove&) = delete;
   FlakyMove(FlakyMove&& o) : value(o.value), budget(o.budget) {
-    if (!budget->allows_move()) throw std::runtime_error("FlakyMove: move failed");
+    if (budget && !budget->allows_move()) throw std::runtime_error("FlakyMove: move failed");
   }
   FlakyMove& operator=(const FlakyMove&) = delete;
   FlakyMove& operator=(FlakyMove&&) = delete;

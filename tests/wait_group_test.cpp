@@ -100,6 +100,72 @@ TEST_CASE("WaitGroup may be destroyed as soon as wait returns", "[waitgroup]") {
       with_workers(workers));
 }
 
+// The SPEC's destroy-after-wait rule with other waiters still parked: the
+// done() that reaches zero wakes them, and meanwhile a wait() from elsewhere
+// sees the counter at zero. That wait() must not return (and let the owner
+// free the WaitGroup) while the done() is still inside it (ASan reports
+// the use after free if it does).
+TEST_CASE("WaitGroup may be destroyed as soon as wait returns, with other waiters parked", "[waitgroup][threads]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(scaled(1'000, 300, 50));
+  goro::run(
+      [&] {
+        for (int r = 0; r < rounds; ++r) {
+          auto* wg = new goro::WaitGroup;
+          wg->add(1);
+          goro::WaitGroup parked, finished;
+          for (int i = 0; i < 4; ++i) {
+            parked.add(1);
+            finished.go([wg, &parked] {
+              parked.done();
+              wg->wait();
+            });
+          }
+          parked.wait();
+          goro::this_fiber::yield();  // let them reach wg->wait()
+          std::thread last([wg] { wg->done(); });
+          while (wg->count() != 0) goro::this_fiber::yield();
+          wg->wait();  // returns once that done() is through
+          delete wg;
+          last.join();
+          finished.wait();
+        }
+      },
+      goro_test::with_threads(workers));
+}
+
+// add() that would make the counter negative throws and changes nothing: a
+// wait() racing it never sees a negative counter, so with the counter at
+// zero throughout it always returns at once (it used to park, once in a
+// while, on a transient -1, and nothing woke it again).
+TEST_CASE("WaitGroup: a failing done() never makes a concurrent wait() block", "[waitgroup][misuse][threads]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int calls = static_cast<int>(scaled(200'000, 50'000, 5'000));
+  std::atomic<int> threw{0};
+  goro::run(
+      [&] {
+        goro::WaitGroup wg;  // never added to
+        std::atomic<bool> started{false}, stop{false};
+        std::thread bad([&] {
+          for (int i = 0; i < calls && !stop.load(); ++i) {
+            try {
+              wg.done();
+            } catch (const std::logic_error&) {
+              ++threw;
+            }
+            started.store(true);
+          }
+        });
+        while (!started.load()) goro::this_fiber::yield();  // its first goro call registered it
+        for (int i = 0; i < 10 * calls && threw.load() < calls; ++i) wg.wait();
+        stop.store(true);
+        bad.join();
+        CHECK(wg.count() == 0);
+      },
+      with_workers(workers));
+  CHECK(threw.load() > 0);
+}
+
 TEST_CASE("WaitGroup::go calls done even when f throws", "[waitgroup]") {
   CHECK_THROWS_AS(goro::run(
                       [] {

@@ -153,7 +153,8 @@ class Context {
   RecvChannel<Unit> done() const;
   // err() is {} while the context is live; after cancellation,
   // errc::canceled or errc::deadline_exceeded. Once set it never changes,
-  // and done() is closed by the time err() reports it.
+  // and by the time err() reports it done() is closed and every descendant
+  // is cancelled (it may yield to a cancellation in flight elsewhere).
   std::error_code err() const noexcept;
   // deadline() is when the context will be cancelled on its own, if ever.
   std::optional<time_point> deadline() const noexcept;
@@ -176,8 +177,9 @@ class Context {
 
 // CancelFunc cancels the context it came with (errc::canceled) and all its
 // descendants, and releases the context's timer. Calling it again, or after
-// the context was cancelled some other way, does nothing. Copyable; a
-// default-constructed CancelFunc does nothing.
+// the context was cancelled some other way, does nothing more; every call
+// returns once the context and all its descendants are cancelled. Copyable;
+// a default-constructed CancelFunc does nothing.
 //
 // Thread-safety: safe from any fiber or thread, concurrently.
 class CancelFunc {

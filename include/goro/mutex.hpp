@@ -136,6 +136,10 @@ class Mutex {
   // lock_during_unwind() acquires the mutex even while the runtime unwinds
   // the calling fiber: Cond::wait() must return (or throw) with the lock
   // held, or the caller's unique_lock would unlock a mutex it does not hold.
+  // Its wait is a StopRule::relock one: if the runtime finds that nothing
+  // can release the mutex any more (its holder was unwound, or main
+  // returned, without unlocking), it returns with the mutex still locked,
+  // adopting that abandoned hold; the caller's guard then releases it.
   void lock_during_unwind();
   void unlock_slow();
   bool locked() const noexcept { return state_.load(std::memory_order_relaxed) & kLocked; }
@@ -151,7 +155,6 @@ class Mutex {
   }
 
   static bool can_spin() noexcept;
-  static void yield_now() noexcept;
 
   std::atomic<std::uint32_t> state_{0};
   detail::SpinLock lock_;
@@ -199,14 +202,6 @@ inline bool Mutex::can_spin() noexcept {
   if (cpus <= 1) return false;
   if (detail::current_fiber()) return goro::worker_count() > 1 && !detail::others_ready_here();
   return true;
-}
-
-inline void Mutex::yield_now() noexcept {
-  if (detail::Fiber* self = detail::current_fiber()) {
-    detail::current_runtime()->yield_current(self);  // never throws, even when stopping
-  } else {
-    std::this_thread::yield();
-  }
 }
 
 inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
@@ -267,7 +262,9 @@ inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
       if (came_free) continue;  // compete again (still speaking for kWoken)
       awoke = false;
       node.handed_off = false;
-      node.ticket = self->prepare(what);
+      node.ticket = self->prepare(what, detail::Publish::before_switch,
+                                  on_unwind == OnUnwind::acquire_anyway ? detail::StopRule::relock
+                                                                        : detail::StopRule::unwind);
       // A woken waiter that lost is still queued, at its old place near the
       // head (Go requeues it LIFO for the same reason).
       if (!node.queued) waiting_.push(&node);
@@ -281,7 +278,10 @@ inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
       }
       // The unwinder's claim beat any unlocker's, so we own nothing here.
       if (on_unwind == OnUnwind::throw_unwind) throw detail::FiberUnwind{};
-      while (!try_lock()) yield_now();
+      // A re-locking wait is claimed only once nothing could ever unlock the
+      // mutex (Runtime::unwind_all): it is held by a lock that will never be
+      // released, which we adopt (or, should it have come free, take).
+      (void)take_if_free();
       return;
     }
     if (!starving && detail::now_ns() - wait_start > kStarvationThresholdNs) starving = true;

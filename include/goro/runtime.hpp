@@ -67,17 +67,26 @@ struct Options {
 
 namespace detail {
 
+// parse_decimal() reads `text` as a decimal number: digits only (no sign,
+// no blanks), at least one, and no more than fit in 64 bits.
+inline std::optional<std::uint64_t> parse_decimal(const char* text) {
+  std::uint64_t n = 0;
+  if (!*text) return std::nullopt;
+  for (const char* p = text; *p; ++p) {
+    if (*p < '0' || *p > '9') return std::nullopt;
+    const std::uint64_t digit = static_cast<std::uint64_t>(*p - '0');
+    if (n > (UINT64_MAX - digit) / 10) return std::nullopt;
+    n = n * 10 + digit;
+  }
+  return n;
+}
+
 // env_number() reads a non-negative integer from the environment (0 if unset).
 inline std::uint64_t env_number(const char* name) {
   const char* env = std::getenv(name);
   if (!env || !*env) return 0;
-  char* end = nullptr;
-  unsigned long long n = std::strtoull(env, &end, 10);
-  if (end == env || *end != '\0') {
-    throw std::invalid_argument(std::string("goro: ") + name + " must be a non-negative integer, got '" +
-                                env + "'");
-  }
-  return n;
+  if (std::optional<std::uint64_t> n = parse_decimal(env)) return *n;
+  throw std::invalid_argument(std::string("goro: ") + name + " must be a non-negative integer, got '" + env + "'");
 }
 
 // The most workers a runtime takes, from Options or GORO_MAXPROCS.
@@ -92,10 +101,9 @@ inline std::size_t resolve_workers(std::size_t requested) {
                                 std::to_string(kMaxWorkers) + " workers are supported");
   }
   if (requested > 0) return requested;
-  if (const char* env = std::getenv("GORO_MAXPROCS")) {
-    char* end = nullptr;
-    unsigned long n = std::strtoul(env, &end, 10);
-    if (end != env && *end == '\0' && n > 0 && n <= kMaxWorkers) return n;
+  if (const char* env = std::getenv("GORO_MAXPROCS"); env && *env) {  // set but empty: as if unset
+    const std::optional<std::uint64_t> n = parse_decimal(env);
+    if (n && *n > 0 && *n <= kMaxWorkers) return static_cast<std::size_t>(*n);
     throw std::invalid_argument("goro: GORO_MAXPROCS must be a positive integer up to " +
                                 std::to_string(kMaxWorkers) + ", got '" + env + "'");
   }
@@ -170,8 +178,9 @@ auto run(F&& main, Options options = {}) -> std::invoke_result_t<F> {
   }
   detail::RunResult<R> result;
   detail::Runtime runtime(config);
+  runtime.start_workers();
   runtime.spawn([&result, &main] { result.produce(std::forward<F>(main)); }, /*is_main=*/true);
-  runtime.start();
+  runtime.open_gate();
   runtime.wait_and_stop();
   return result.take();
 }

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -81,10 +82,13 @@ struct TimerState {
   }
 
   // schedule_at() queues the node: it must be neither queued nor in flight.
+  // If the timer thread cannot be started (the first timer only), it throws
+  // std::system_error having changed nothing.
   void schedule_at(std::int64_t when) {
+    TimerService& service = TimerService::instance();
     node.when = when;
     refs.fetch_add(1, std::memory_order_relaxed);
-    TimerService::instance().schedule(&node);
+    service.schedule(&node);
   }
   // dequeue() takes the node off the heap: true if it was queued.
   bool dequeue() noexcept {
@@ -151,7 +155,14 @@ struct TimerState {
   void unref() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
+  struct Unref {
+    void operator()(TimerState* state) const noexcept { state->unref(); }
+  };
 };
+
+// OwnedTimerState holds a handle's reference while the handle is being made,
+// so a first schedule that throws frees the state.
+using OwnedTimerState = std::unique_ptr<TimerState, TimerState::Unref>;
 
 // live_state() is a Timer's or Ticker's state for `call`; it throws
 // std::logic_error naming the call when the handle was moved from (null).
@@ -165,19 +176,20 @@ inline TimerState* live_state(TimerState* state, const char* type, const char* c
 // after(d) is Go's time.After: a channel that receives the time once, d from now.
 template <class Rep, class Period>
 RecvChannel<TimePoint> after(std::chrono::duration<Rep, Period> d) {
-  auto* state = new detail::TimerState();
+  detail::OwnedTimerState state(new detail::TimerState());
   RecvChannel<TimePoint> ch = state->channel;
   state->schedule_at(detail::deadline_after(d));
-  state->unref();  // only the heap holds it now
-  return ch;
+  return ch;  // `state` lets go: only the heap holds it now
 }
 
 // Timer is Go's time.Timer: channel() receives the time once when it fires.
 class Timer {
  public:
   template <class Rep, class Period>
-  explicit Timer(std::chrono::duration<Rep, Period> d) : state_(new detail::TimerState()) {
-    state_->schedule_at(detail::deadline_after(d));
+  explicit Timer(std::chrono::duration<Rep, Period> d) {
+    detail::OwnedTimerState state(new detail::TimerState());
+    state->schedule_at(detail::deadline_after(d));
+    state_ = state.release();
   }
   Timer(const Timer&) = delete;
   Timer& operator=(const Timer&) = delete;
@@ -223,7 +235,7 @@ class Timer {
     state_ = nullptr;
   }
 
-  detail::TimerState* state_;  // null once moved from
+  detail::TimerState* state_ = nullptr;  // null once moved from
 };
 
 // Ticker is Go's time.Ticker: channel() receives the time every period; a
@@ -273,8 +285,9 @@ class Ticker {
   // Checks the period before allocating anything.
   Ticker(std::int64_t period_ns, int) {
     checked_period(period_ns, "goro::Ticker");
-    state_ = new detail::TimerState();
-    state_->restart_ticking(period_ns);
+    detail::OwnedTimerState state(new detail::TimerState());
+    state->restart_ticking(period_ns);
+    state_ = state.release();
   }
   static std::int64_t checked_period(std::int64_t period_ns, const char* what) {
     if (period_ns <= 0) throw std::invalid_argument(std::string(what) + ": non-positive period");

@@ -29,6 +29,20 @@ namespace goro {
 // Thread-safety: every member is safe from any fiber or thread. A WaitGroup
 // may be destroyed as soon as wait() returns: done() touches nothing of it
 // after waking the waiters.
+//
+// Design. `state_` holds the counter and the number of parked waiters in one
+// word (Go's layout), so the done() that reaches zero learns in the same
+// atomic step whether anyone waits. That done() is the waker: under `lock_`
+// it pops and claims every waiter, releases `lock_`, and only then, as its
+// last touch of the WaitGroup, subtracts their number from `state_`; the
+// claimed waiters are unparked after that. wait() returns only when it sees
+// the state at zero, counter and waiters both: a counter of zero with
+// waiters still counted is a waker in flight, which wait() yields to. So
+// whatever wait() returns, no done() is still inside the WaitGroup.
+// Invariants: the waiter count changes only under `lock_` (wait() adds
+// itself, an unwound waiter removes itself), except for the waker's final
+// subtraction of the waiters it popped; the counter changes only by add()'s
+// compare-and-swap, which never publishes a value out of range.
 class WaitGroup {
  public:
   WaitGroup() = default;
@@ -62,8 +76,10 @@ class WaitGroup {
   // that would leave the 32-bit counter's range.
   [[noreturn]] static void throw_out_of_range(std::int64_t delta, std::int64_t before);
 
-  // (counter << 32) | waiters, in one word so that the done() that reaches
-  // zero learns in the same atomic step whether anyone waits (Go's layout).
+  // wake_all() is the waker's part of add() (see Design).
+  void wake_all() noexcept;
+
+  // (counter << 32) | waiters (see Design).
   std::atomic<std::uint64_t> state_{0};
   detail::SpinLock lock_;
   detail::WaitList waiting_;  // guarded by lock_; its size is the waiter count
@@ -73,19 +89,26 @@ inline void WaitGroup::add(std::ptrdiff_t delta) {
   detail::note_goro_use();
   if (delta > INT32_MAX || delta < INT32_MIN) throw_out_of_range(delta, count());
   const std::uint64_t step = static_cast<std::uint64_t>(static_cast<std::int64_t>(delta)) << 32;
-  const std::uint64_t before = state_.fetch_add(step, std::memory_order_acq_rel);
-  const std::uint64_t s = before + step;
-  const std::int64_t counter = counter_of(s);
-  if (counter < 0) {  // below zero, or (delta > 0) wrapped past 2^31 - 1
-    state_.fetch_sub(step, std::memory_order_acq_rel);
-    throw_out_of_range(delta, counter_of(before));
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::int64_t counter = static_cast<std::int64_t>(counter_of(s)) + delta;
+    if (counter < 0 || counter > INT32_MAX) throw_out_of_range(delta, counter_of(s));
+    if (state_.compare_exchange_weak(s, s + step, std::memory_order_acq_rel, std::memory_order_relaxed)) break;
   }
-  if (counter > 0 || waiters_of(s) == 0) return;
-  detail::WakeList wake;  // declared first: flushed after the lock is released
-  std::lock_guard guard(lock_);
-  if (counter_of(state_.load(std::memory_order_acquire)) != 0) return;  // re-added meanwhile
-  state_.fetch_sub(waiting_.claim_all(wake), std::memory_order_acq_rel);
-  // From here on nothing of *this is touched: waiters may destroy it.
+  s += step;
+  if (counter_of(s) == 0 && waiters_of(s) != 0) wake_all();
+}
+
+inline void WaitGroup::wake_all() noexcept {
+  detail::WakeList wake;  // flushed last: the waiters return only after our last touch
+  std::size_t popped = 0;
+  {
+    std::lock_guard guard(lock_);
+    if (counter_of(state_.load(std::memory_order_acquire)) != 0) return;  // re-added meanwhile
+    popped = waiting_.claim_all(wake);
+  }
+  state_.fetch_sub(popped, std::memory_order_acq_rel);
+  // From here on nothing of *this is touched: wait() may return and free it.
 }
 
 inline void WaitGroup::throw_out_of_range(std::int64_t delta, std::int64_t before) {
@@ -99,18 +122,24 @@ inline void WaitGroup::throw_out_of_range(std::int64_t delta, std::int64_t befor
 
 inline void WaitGroup::wait() {
   detail::note_goro_use();
-  if (counter_of(state_.load(std::memory_order_acquire)) == 0) return;
+  if (state_.load(std::memory_order_acquire) == 0) return;
   detail::Parker& self = detail::Parker::current();
   detail::WaitList::Node node;
-  {
+  for (;;) {
     std::unique_lock guard(lock_);
     std::uint64_t s = state_.load(std::memory_order_acquire);
     do {
-      if (counter_of(s) == 0) return;
+      if (s == 0) return;
+      if (counter_of(s) == 0) break;  // a waker in flight: wait until it is done
     } while (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel));
-    node.ticket = self.prepare("sync.WaitGroup.Wait", detail::Publish::after_switch);
-    waiting_.push(&node);
-    guard.release();  // park's commit unlocks it
+    if (counter_of(s) != 0) {
+      node.ticket = self.prepare("sync.WaitGroup.Wait", detail::Publish::after_switch);
+      waiting_.push(&node);
+      guard.release();  // park's commit unlocks it
+      break;
+    }
+    guard.unlock();
+    detail::yield_to_peer();
   }
   if (self.park(detail::ParkCommit::unlock(lock_)) != detail::WakeReason::unwind) {
     return;  // the waker dequeued us

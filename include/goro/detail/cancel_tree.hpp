@@ -24,6 +24,19 @@
 // `err_` and returns: no lock (every CancelFunc of a cancelled subtree is
 // typically called once more, when its work is done).
 //
+// Settling (Go's context mutex, without holding a lock across the subtree).
+// In Go, cancel() holds the context's mutex while it closes done and cancels
+// every child, and Err() takes that mutex: so Err() != nil means done is
+// closed and the whole subtree cancelled, and a second cancel() returns only
+// after the first is through. Here `settled_` says the same: it is set once
+// a node's done is closed and every descendant is settled, in post-order
+// (the work list holds a "settle" step under the children of each node that
+// has any; a leaf settles as soon as its done is closed).
+// reason() (so err(), cause(), and the repeat cancel()) waits for it when
+// it finds `err_` set first; so does a cancellation that meets a child
+// another one cancels. Waits only ever point down the tree, at work in
+// flight that takes no lock of ours, so they cannot form a cycle.
+//
 // Unlinking. `linked_` is written under the parent's lock but read without it
 // by a destroyed child: the parent's detach pass clears it (release) as its
 // very last touch of the child, so a child that reads false (acquire) knows
@@ -162,7 +175,13 @@ class CancelNode : public ContextNode {
   // not keep it alive).
   const std::weak_ptr<CancelNode>& self() const noexcept { return self_; }
 
-  CancelReason reason() const noexcept { return err_.load(std::memory_order_acquire); }
+  // reason() is why this node was cancelled, or none; once it is not none,
+  // done is closed and every descendant cancelled (see Settling).
+  CancelReason reason() const noexcept {
+    const CancelReason r = err_.load(std::memory_order_acquire);
+    if (r != CancelReason::none && !settled_.load(std::memory_order_acquire)) [[unlikely]] wait_settled();
+    return r;
+  }
   // cause() is the cause this node was cancelled with; null while live or
   // when cancelled without one.
   std::exception_ptr cause() const noexcept {
@@ -197,8 +216,21 @@ class CancelNode : public ContextNode {
   // link() registers this fresh node with the parent's canceller, or makes
   // it born cancelled if that one already is.
   void link();
-  bool cancel_one(CancelReason why, const std::exception_ptr& cause,
-                  std::vector<std::shared_ptr<CancelNode>>& work);
+  // A step of a cancellation's work list: cancel `node`, or, below its
+  // children, mark it settled.
+  struct CancelStep {
+    std::shared_ptr<CancelNode> node;
+    bool settle;
+  };
+  // cancel_one() cancels this node alone, if nobody did before (else it
+  // returns false), and pushes its children onto `work`; if it has any, it
+  // first pushes this node's settle step, taking `self_ref` (the caller's
+  // reference to this node; null for a cancellation's root, which settles
+  // at the end of cancel()).
+  bool cancel_one(CancelReason why, const std::exception_ptr& cause, std::vector<CancelStep>& work,
+                  std::shared_ptr<CancelNode>&& self_ref);
+  // wait_settled() returns once a cancellation in flight has settled this node.
+  void wait_settled() const noexcept;
   void close_done() noexcept;
   void unlink_from_parent() noexcept;
   static void launch_after_funcs(AfterFuncEntry* list) noexcept;
@@ -206,6 +238,7 @@ class CancelNode : public ContextNode {
 
   SpinLock lock_;
   std::atomic<CancelReason> err_{CancelReason::none};
+  std::atomic<bool> settled_{false};  // see Settling
   // Set (seq_cst) by a TimedCancelNode before its timer is queued, so
   // cancel_one() leaves the global timer heap alone for the (many) nodes
   // that never had a timer.
@@ -360,6 +393,7 @@ inline void CancelNode::link() {
     cause_ = pc->cause_;  // born cancelled, like Go's propagateCancel
     err_.store(r, std::memory_order_relaxed);
     close_done();
+    settled_.store(true, std::memory_order_release);  // no children to wait for
     return;
   }
   next_sibling_ = pc->first_child_;
@@ -390,9 +424,10 @@ inline void TimedCancelNode::arm_timer(std::int64_t when) {
     std::shared_ptr<CancelNode> ref = std::move(self->timer_ref_);  // the heap's reference, now ours
     ref->cancel(CancelReason::deadline_exceeded, self->deadline_cause_);
   };
+  TimerService& service = TimerService::instance();  // may throw (no timer thread): nothing armed yet
   timer_ref_ = self_.lock();
   timer_armed_.store(true, std::memory_order_seq_cst);
-  TimerService::instance().schedule(&timer_.node);
+  service.schedule(&timer_.node);
   // A cancel that ran before the timer was queued could not dequeue it. (The
   // seq_cst pair timer_armed_/err_ means at least one of us sees the other.)
   if (err_.load(std::memory_order_seq_cst) != CancelReason::none && timers().remove(&timer_.node)) {
@@ -406,32 +441,48 @@ inline void TimedCancelNode::disarm(std::shared_ptr<CancelNode>& ref) noexcept {
 
 inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause) {
   if (reason() != CancelReason::none) return;  // the common repeat call: no lock
-  std::vector<std::shared_ptr<CancelNode>> work;
-  if (!cancel_one(why, cause, work)) return;
+  std::vector<CancelStep> work;
+  if (!cancel_one(why, cause, work, nullptr)) {
+    wait_settled();  // another cancellation won: return once it is through
+    return;
+  }
   unlink_from_parent();
   while (!work.empty()) {
-    std::shared_ptr<CancelNode> child = std::move(work.back());
+    CancelStep step = std::move(work.back());
     work.pop_back();
-    child->cancel_one(why, cause, work);
+    CancelNode* node = step.node.get();
+    if (step.settle) {
+      node->settled_.store(true, std::memory_order_release);
+    } else if (!node->cancel_one(why, cause, work, std::move(step.node))) {
+      node->wait_settled();  // another cancellation won this child: wait until it is through
+    } else if (step.node) {
+      node->settled_.store(true, std::memory_order_release);  // a leaf: nothing below to wait for
+    }
   }
+  settled_.store(true, std::memory_order_release);
 }
 
-inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& cause,
-                                   std::vector<std::shared_ptr<CancelNode>>& work) {
+inline void CancelNode::wait_settled() const noexcept {
+  while (!settled_.load(std::memory_order_acquire)) yield_to_peer();
+}
+
+inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& cause, std::vector<CancelStep>& work,
+                                   std::shared_ptr<CancelNode>&& self_ref) {
   WakeList wake;  // declared first: unparks after lock_ is released
   std::shared_ptr<CancelNode> timer_ref;  // dropped last; the caller holds another reference
   AfterFuncEntry* afters;
   {
     std::lock_guard guard(lock_);
     if (err_.load(std::memory_order_relaxed) != CancelReason::none) return false;
-    work.reserve(work.size() + child_count_);
+    work.reserve(work.size() + child_count_ + 1);
     cause_ = cause;
     err_.store(why, std::memory_order_seq_cst);
+    if (first_child_ && self_ref) work.push_back({std::move(self_ref), true});  // below the children
     for (CancelNode* c = first_child_; c;) {
       CancelNode* next = c->next_sibling_;
       // A child whose last handle is gone is being destroyed (its destructor
       // waits for lock_, or for linked_ to clear): there is nothing to cancel.
-      if (std::shared_ptr<CancelNode> pinned = c->self_.lock()) work.push_back(std::move(pinned));
+      if (std::shared_ptr<CancelNode> pinned = c->self_.lock()) work.push_back({std::move(pinned), false});
       c->linked_.store(false, std::memory_order_release);  // our last touch of c
       c = next;
     }

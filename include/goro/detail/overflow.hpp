@@ -5,9 +5,14 @@
 // passed on to the handler that was installed before goro's. Unguarded
 // stacks (beyond the mapping budget, see stack.hpp) are checked at each
 // switch instead: a saved stack pointer below the stack stops the program.
+// An unguarded overflow that faults before its next switch (it ran through
+// the stacks below it into memory that is not writable) is recognised by
+// the handler as well: the fault is at the faulting thread's stack pointer,
+// and that pointer is below the running fiber's stack.
 #pragma once
 
 #include <signal.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -37,8 +42,11 @@ inline char* format_unsigned(char* out, std::uint64_t v) noexcept {
   return out;
 }
 
+// Where an overflow was seen, for its message.
+enum class OverflowSeen { guard_page, switch_below_stack, fault_below_stack };
+
 [[noreturn]] inline void report_overflow_and_die(std::uint64_t fiber_id, std::size_t stack_size,
-                                                 bool guarded) noexcept {
+                                                 OverflowSeen seen) noexcept {
   char msg[256];
   char* p = msg;
   auto put = [&](const char* s) {
@@ -50,8 +58,9 @@ inline char* format_unsigned(char* out, std::uint64_t v) noexcept {
   p = format_unsigned(p, fiber_id);
   put(" (stack size ");
   p = format_unsigned(p, stack_size);
-  put(guarded ? " bytes; hit the guard page)\n"
-              : " bytes; stack pointer below the stack at a switch)\n");
+  put(seen == OverflowSeen::guard_page           ? " bytes; hit the guard page)\n"
+      : seen == OverflowSeen::switch_below_stack ? " bytes; stack pointer below the stack at a switch)\n"
+                                                 : " bytes; stack pointer below the stack at a fault)\n");
   ssize_t ignored = ::write(STDERR_FILENO, msg, static_cast<std::size_t>(p - msg));
   (void)ignored;
   std::abort();
@@ -59,14 +68,42 @@ inline char* format_unsigned(char* out, std::uint64_t v) noexcept {
 
 inline struct sigaction g_previous_segv{};
 
+// interrupted_stack_pointer() is the stack pointer of the code the signal
+// interrupted, or null where goro does not know the machine's context.
+inline const char* interrupted_stack_pointer(void* uctx) noexcept {
+  const auto* context = static_cast<const ucontext_t*>(uctx);
+#if defined(__x86_64__)
+  return reinterpret_cast<const char*>(context->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+  return reinterpret_cast<const char*>(context->uc_mcontext.sp);
+#else
+  (void)context;
+  return nullptr;
+#endif
+}
+
+// overflowed_at_fault() says whether a fault at `addr` on the fiber running
+// on `stack` is that fiber overflowing: for a guarded stack, the address is
+// in or just below the guard page; for an unguarded one, the fault is
+// within 64 KiB of a stack pointer that is below the stack (a null pointer
+// or a wild write elsewhere is not, even if the fiber also overflowed).
+inline bool overflowed_at_fault(const Stack& stack, const char* addr, void* uctx) noexcept {
+  constexpr std::size_t kReach = 64 * 1024;
+  if (stack.guarded) {
+    const char* guard = stack.base - page_size();
+    return addr >= guard - kReach && addr < stack.base;
+  }
+  const char* sp = interrupted_stack_pointer(uctx);
+  if (!sp || sp >= stack.base) return false;
+  const auto at = reinterpret_cast<std::uintptr_t>(addr), below = reinterpret_cast<std::uintptr_t>(sp);
+  return (at >= below ? at - below : below - at) < kReach;
+}
+
 inline void segv_handler(int sig, siginfo_t* info, void* uctx) {
   FiberIdentity who = current_fiber_identity();
-  if (who.stack && who.stack->guarded) {
-    const char* addr = static_cast<const char*>(info->si_addr);
-    const char* guard = who.stack->base - page_size();
-    if (addr >= guard - 64 * 1024 && addr < who.stack->base) {
-      report_overflow_and_die(who.id, who.stack->size, true);
-    }
+  if (who.stack && overflowed_at_fault(*who.stack, static_cast<const char*>(info->si_addr), uctx)) {
+    report_overflow_and_die(who.id, who.stack->size,
+                            who.stack->guarded ? OverflowSeen::guard_page : OverflowSeen::fault_below_stack);
   }
   // Not ours: hand over to whoever was there before.
   if (g_previous_segv.sa_flags & SA_SIGINFO) {

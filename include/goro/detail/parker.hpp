@@ -45,6 +45,9 @@
 //   - When the runtime stops, the unwinder claims every open fiber wait with
 //     WakeReason::unwind, and a fiber that prepares a wait after that claims it
 //     itself; the blocking call then dequeues its ticket and throws FiberUnwind.
+//     Two kinds of wait are left to their wakers instead, for as long as
+//     anything else can move (Runtime::unwind_all): a destructor's, and one
+//     opened with StopRule::relock.
 #pragma once
 
 #include <atomic>
@@ -87,6 +90,16 @@ struct ParkCommit {
   }
 };
 
+// StopRule says what becomes of a fiber's wait when the runtime stops.
+enum class StopRule : std::uint8_t {
+  unwind,  // claimed with WakeReason::unwind at once: the call throws FiberUnwind
+  // A mutex re-locked on the way out of a wait the runtime unwound
+  // (Cond::wait): left to the mutex's unlockers while anything else can
+  // move; then claimed with `unwind`, one such wait at a time, and the caller
+  // adopts the hold nobody is left to release (Mutex::lock_during_unwind).
+  relock,
+};
+
 // Publish says when a wait's ticket becomes visible to wakers.
 enum class Publish : std::uint8_t {
   before_switch,  // before park(): waker and switch settle it with FiberState
@@ -111,7 +124,8 @@ class Parker {
   // prepare() opens a new wait; `what` names it in deadlock and leak reports.
   // Must be called by the Parker's own fiber or thread. A wait prepared with
   // Publish::after_switch must end in park(commit) or close_own().
-  Ticket prepare(const char* what, Publish publish = Publish::before_switch) noexcept;
+  Ticket prepare(const char* what, Publish publish = Publish::before_switch,
+                 StopRule stop_rule = StopRule::unwind) noexcept;
   // prepare_locked() opens a Publish::after_switch wait that is published
   // under `lock` and claimed only by holders of `lock` (claim_locked()).
   Ticket prepare_locked(const char* what, SpinLock& lock) noexcept;
@@ -148,6 +162,9 @@ class Parker {
     out = Ticket{const_cast<Parker*>(this), tok >> 8};
     return true;
   }
+  // stop_rule() is the StopRule of the open wait named by a ticket just read
+  // with open_ticket().
+  StopRule stop_rule() const noexcept { return stop_rule_.load(std::memory_order_relaxed); }
   // claim_lock() is the lock of the open wait named by a ticket just read
   // with open_ticket() (null unless it was opened by prepare_locked()).
   SpinLock* claim_lock() const noexcept { return claim_lock_.load(std::memory_order_relaxed); }
@@ -171,7 +188,7 @@ class Parker {
   WakeReason leave_wait_while_stopping(Runtime* rt) noexcept;
   // open_wait() is prepare()'s and prepare_locked()'s common part: it
   // releases the new ticket.
-  Ticket open_wait(const char* what, Publish publish) noexcept;
+  Ticket open_wait(const char* what, Publish publish, StopRule stop_rule = StopRule::unwind) noexcept;
 
   // (generation << 8) | WakeReason. Starts closed (reason "signaled").
   std::atomic<std::uint64_t> token_{static_cast<std::uint64_t>(WakeReason::signaled)};
@@ -183,6 +200,9 @@ class Parker {
   // The open wait's lock if it came from prepare_locked(): written before the
   // ticket is released, read by the unwinder after it reads the ticket.
   std::atomic<SpinLock*> claim_lock_{nullptr};
+  // The open wait's StopRule: written before the ticket is released, read by
+  // the fiber itself and by the unwinder after it reads the ticket.
+  std::atomic<StopRule> stop_rule_{StopRule::unwind};
   std::atomic<std::uint32_t> permit_{0};    // plain threads: the futex word
 };
 
@@ -240,9 +260,9 @@ inline std::int64_t now_ns() noexcept {
 // number of registered plain threads not blocked in a goro call.
 inline std::atomic<std::int64_t> g_active_threads{0};
 
-inline Parker::Ticket Parker::prepare(const char* what, Publish publish) noexcept {
+inline Parker::Ticket Parker::prepare(const char* what, Publish publish, StopRule stop_rule) noexcept {
   if (claim_lock_.load(std::memory_order_relaxed)) claim_lock_.store(nullptr, std::memory_order_relaxed);
-  return open_wait(what, publish);
+  return open_wait(what, publish, stop_rule);
 }
 
 inline Parker::Ticket Parker::prepare_locked(const char* what, SpinLock& lock) noexcept {
@@ -250,9 +270,10 @@ inline Parker::Ticket Parker::prepare_locked(const char* what, SpinLock& lock) n
   return open_wait(what, Publish::after_switch);
 }
 
-inline Parker::Ticket Parker::open_wait(const char* what, Publish publish) noexcept {
+inline Parker::Ticket Parker::open_wait(const char* what, Publish publish, StopRule stop_rule) noexcept {
   what_.store(what, std::memory_order_relaxed);
   publish_ = publish;
+  if (stop_rule_.load(std::memory_order_relaxed) != stop_rule) stop_rule_.store(stop_rule, std::memory_order_relaxed);
   std::uint64_t gen = (token_.load(std::memory_order_relaxed) >> 8) + 1;
   // Release suffices: the unwinder rescans every millisecond until every
   // fiber is gone, so it needs no store-load ordering with `stopping`.

@@ -52,6 +52,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -62,6 +63,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -253,11 +255,15 @@ class Runtime {
   template <class Fn>
   Fiber* spawn(Fn&& fn, bool is_main = false);
 
-  // start() launches the workers. wait_and_stop() blocks until main returns
-  // (or a fiber fails, or a deadlock), unwinds what is left, joins the
-  // workers and throws what run() must throw. `main_failure` is main's own
-  // exception, if it had one.
-  void start();
+  // start_workers() creates the worker threads, which wait at a gate: if
+  // one cannot be created, it joins the others and throws std::system_error
+  // before anything ran. open_gate() lets them run; a runtime destroyed
+  // with its gate still closed (spawning main threw) joins them unstarted.
+  // wait_and_stop() blocks until main returns (or a fiber fails, or a
+  // deadlock), unwinds what is left, joins the workers and throws what run()
+  // must throw.
+  void start_workers();
+  void open_gate() noexcept;
   void wait_and_stop();
   void main_finished(std::exception_ptr failure) noexcept;
 
@@ -329,9 +335,10 @@ class Runtime {
   // own, and fibers parked in a shielded wait (a destructor's).
   struct UnwindPass {
     std::size_t moving = 0;
-    std::size_t shielded = 0;
+    std::size_t shielded = 0;   // destructors' waits
+    std::size_t relocking = 0;  // StopRule::relock waits
   };
-  UnwindPass unwind_pass() noexcept;
+  UnwindPass unwind_pass(bool claim_one_relock = false) noexcept;
   static bool parked_in_destructor(const Fiber& f) noexcept;
   bool nothing_can_move() noexcept;
   bool nothing_can_move_locked() noexcept;
@@ -360,6 +367,11 @@ class Runtime {
   std::mutex idle_mutex_;
   Worker* idle_head_ = nullptr;  // guarded by idle_mutex_
   std::atomic<bool> quit_{false};
+  // The workers' start gate (start_workers()): kGateClosed until
+  // open_gate(), or kGateAbandoned when the runtime gives up before it.
+  static constexpr std::uint32_t kGateClosed = 0, kGateOpen = 1, kGateAbandoned = 2;
+  std::atomic<std::uint32_t> gate_{kGateClosed};
+  void abandon_workers() noexcept;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unwind_stuck_{false};

@@ -98,6 +98,7 @@ inline Runtime::Runtime(const RuntimeConfig& config) : config_(config), shards_(
 }
 
 inline Runtime::~Runtime() {
+  if (gate_.load(std::memory_order_relaxed) == kGateClosed) abandon_workers();
   for (auto& w : workers_) {
     for (Stack& s : w->stack_cache) StackPool::instance().release(s);
     FiberBlockPool::instance().give_back(w->block_cache, w->block_cache.size());
@@ -108,14 +109,42 @@ inline Runtime::~Runtime() {
   g_runtime.store(nullptr, std::memory_order_release);
 }
 
-inline void Runtime::start() {
+inline void Runtime::start_workers() {
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    Worker* worker = workers_[i].get();
+    try {
+      worker->thread = std::thread([this, worker] {
+        std::uint32_t gate;
+        while ((gate = gate_.load(std::memory_order_acquire)) == kGateClosed) futex_wait(&gate_, kGateClosed);
+        if (gate == kGateOpen) worker_main(worker);
+      });
+    } catch (const std::system_error& e) {
+      abandon_workers();
+      throw std::system_error(e.code(), "goro::run: cannot start worker thread " + std::to_string(i + 1) +
+                                            " of " + std::to_string(workers_.size()));
+    } catch (...) {  // std::bad_alloc
+      abandon_workers();
+      throw;
+    }
+  }
+}
+
+inline void Runtime::open_gate() noexcept {
   // The thread inside run() is blocked in a goro call for deadlock purposes,
   // from before the first fiber runs until wait_and_stop() returns.
   thread_parker();
   g_active_threads.fetch_sub(1, std::memory_order_seq_cst);
+  gate_.store(kGateOpen, std::memory_order_release);
+  futex_wake(&gate_, INT_MAX);
+}
+
+// abandon_workers() ends the worker threads before the gate opened: they
+// return without running anything.
+inline void Runtime::abandon_workers() noexcept {
+  gate_.store(kGateAbandoned, std::memory_order_release);
+  futex_wake(&gate_, INT_MAX);
   for (auto& w : workers_) {
-    Worker* worker = w.get();
-    worker->thread = std::thread([this, worker] { worker_main(worker); });
+    if (w->thread.joinable()) w->thread.join();
   }
 }
 
@@ -193,6 +222,15 @@ inline void Runtime::wait_and_stop() {
 // before the fiber's exception count was saved; a later pass finds it
 // parked.
 //
+// Re-locking waits (StopRule::relock) are shielded too: a fiber leaving
+// Cond::wait must hold the mutex again, since its guard will unlock it. When
+// nothing can move and such waits are left, their mutexes are held by
+// locks nobody will release (a fiber unwound, or main returned, holding one
+// without a guard). Those are claimed one at a time, before any destructor's
+// wait: the claimed fiber adopts the abandoned hold, and its guard's unlock
+// then wakes the next waiter of that mutex in the ordinary way. (Claimed all
+// at once, two waiters of one mutex would both think they hold it.)
+//
 // A wait opened with prepare_locked() is claimed under its lock, like its
 // wakers do (they claim it without a compare-and-swap). That lock belongs to
 // a channel the fiber may release once its wait is over, so the unwinder
@@ -214,6 +252,10 @@ inline void Runtime::unwind_all() noexcept {
     // visible to the quiet check, or had already closed that fiber's wait.
     const bool quiet = !unwind_stuck() && nothing_can_move();
     const UnwindPass pass = unwind_pass();
+    if (quiet && pass.moving == 0 && pass.relocking > 0) {
+      (void)unwind_pass(/*claim_one_relock=*/true);
+      continue;
+    }
     if (quiet && pass.moving == 0 && pass.shielded > 0) {
       unwind_stuck_.store(true, std::memory_order_seq_cst);
       continue;  // the next pass unwinds the shielded waits too
@@ -225,10 +267,12 @@ inline void Runtime::unwind_all() noexcept {
 }
 
 // unwind_pass() claims, with `unwind`, the open wait of every parked fiber
-// but the shielded ones (unless unwind_stuck()), and counts what it saw. A
-// fiber that has not finished parking is left to a later pass: once parked
-// it is claimed then, or it saw stopping_ in park() and closed its own wait.
-inline Runtime::UnwindPass Runtime::unwind_pass() noexcept {
+// but the shielded ones (unless unwind_stuck()), and counts what it saw;
+// with `claim_one_relock` it claims the first re-locking wait it meets too.
+// A fiber that has not finished parking is left to a later pass: once
+// parked it is claimed then, or it saw stopping_ in park() and closed its
+// own wait.
+inline Runtime::UnwindPass Runtime::unwind_pass(bool claim_one_relock) noexcept {
   UnwindPass pass;
   const bool unwind_shielded = unwind_stuck();
   WakeList wake;
@@ -241,7 +285,13 @@ inline Runtime::UnwindPass Runtime::unwind_pass() noexcept {
       ++pass.moving;  // running, or being woken
       return;
     }
-    if (parked_in_destructor(*f) && !unwind_shielded) {
+    if (!unwind_shielded && f->parker.stop_rule() == StopRule::relock) {
+      if (!claim_one_relock) {
+        ++pass.relocking;
+        return;
+      }
+      claim_one_relock = false;  // this one, and no other
+    } else if (!unwind_shielded && parked_in_destructor(*f)) {
       ++pass.shielded;
       return;
     }

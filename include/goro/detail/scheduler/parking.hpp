@@ -78,6 +78,18 @@ inline void note_goro_use() noexcept {
   if (!t_thread_state.registered) register_thread();
 }
 
+// yield_to_peer() lets another fiber or thread finish a step that never
+// blocks and that the caller must wait out (a WaitGroup's waker between its
+// last two writes): it yields the fiber, never throwing the unwind, or the
+// plain thread.
+inline void yield_to_peer() noexcept {
+  if (Fiber* self = current_fiber()) {
+    current_runtime()->yield_current(self);
+  } else {
+    std::this_thread::yield();
+  }
+}
+
 inline Parker& Parker::current() {
   if (Fiber* f = current_fiber()) return f->parker;
   return thread_parker();
@@ -116,9 +128,10 @@ inline WakeReason Parker::park(ParkCommit commit) {
 }
 
 GORO_NOINLINE inline WakeReason Parker::park_while_stopping(Runtime* rt, ParkCommit commit) noexcept {
-  if (std::uncaught_exceptions() > 0 && !rt->unwind_stuck()) {
-    // A destructor's wait may still complete: other fibers' destructors run
-    // too. The unwinder leaves it to its wakers (Runtime::unwind_all).
+  if ((std::uncaught_exceptions() > 0 || stop_rule() == StopRule::relock) && !rt->unwind_stuck()) {
+    // A destructor's wait, or a mutex re-locked on the way out, may still
+    // complete: other fibers' destructors run too. The unwinder leaves it to
+    // its wakers (Runtime::unwind_all).
     rt->park_current(fiber_, commit);
     return leave_wait_while_stopping(rt);
   }
@@ -139,7 +152,7 @@ GORO_NOINLINE inline WakeReason Parker::park_while_stopping(Runtime* rt, ParkCom
 GORO_NOINLINE inline WakeReason Parker::leave_wait_while_stopping(Runtime* rt) noexcept {
   rt->wait_out_unwinder(fiber_);
   WakeReason reason = last_reason();
-  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0) {
+  if (reason == WakeReason::unwind && std::uncaught_exceptions() > 0 && stop_rule() == StopRule::unwind) {
     warn_unwind_in_destructor(fiber_, waiting_on());
   }
   return reason;

@@ -47,7 +47,8 @@ inline void Runtime::land(fctx::transfer_t t) noexcept {
   Handoff h = *static_cast<Handoff*>(t.data);  // copy: it lives on the left stack
   h.from->fctx = t.fctx;
   if (h.fiber && h.action != SwitchAction::exit && h.fiber->stack.overflowed(t.fctx)) {
-    report_overflow_and_die(h.fiber->id, h.fiber->stack.size, h.fiber->stack.guarded);
+    report_overflow_and_die(h.fiber->id, h.fiber->stack.size,
+                            h.fiber->stack.guarded ? OverflowSeen::guard_page : OverflowSeen::switch_below_stack);
   }
   Worker* w = h.worker;
   switch (h.action) {
