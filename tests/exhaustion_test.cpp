@@ -298,6 +298,32 @@ int timer_thread_child() {
   return g_child_failures == 0 ? 0 : 1;
 }
 
+// after_func_inline_child(): with no runtime and no thread to be had, an
+// after_func() function runs on the cancelling thread itself, inside
+// cancel(); its ctx.err() must find the cancellation through, not wait for it.
+int after_func_inline_child() {
+  auto [ctx, cancel] = goro::with_cancel(goro::background());
+  auto [child, cancel_child] = goro::with_cancel(ctx);
+  bool ran = false;
+  std::error_code seen, seen_child;
+  goro::StopFunc stop = goro::after_func(ctx, [&, ctx = ctx, child = child] {
+    ran = true;
+    seen = ctx.err();
+    seen_child = child.err();
+  });
+  rlimit original{};
+  ::getrlimit(RLIMIT_AS, &original);
+  const rlimit capped{vm_size_bytes() + (std::size_t{4} << 20), original.rlim_max};
+  child_check(::setrlimit(RLIMIT_AS, &capped) == 0, "setrlimit(RLIMIT_AS)");
+  cancel();
+  child_check(::setrlimit(RLIMIT_AS, &original) == 0, "restore RLIMIT_AS");
+  child_check(ran, "f ran inside cancel()");
+  child_check(seen == goro::errc::canceled && seen_child == goro::errc::canceled,
+              "f saw the context and its child cancelled");
+  cancel_child();
+  return g_child_failures == 0 ? 0 : 1;
+}
+
 // check_exhaustion_child() runs `child` in a forked child and checks that it
 // exited 0, reported no failed check and printed `ok_line`. Skipped under
 // ASan and TSan (see the top of this file).
@@ -341,4 +367,8 @@ TEST_CASE("exhaustion: a worker thread cannot be created -> run() throws system_
 TEST_CASE("exhaustion: the timer thread cannot be started -> timers throw system_error and keep nothing",
           "[exhaustion]") {
   check_exhaustion_child([] { return timer_thread_child(); }, "ok: with_timeout() works once a thread fits");
+}
+
+TEST_CASE("exhaustion: an after_func run inline for want of a thread sees its context cancelled", "[exhaustion]") {
+  check_exhaustion_child([] { return after_func_inline_child(); }, "ok: f saw the context and its child cancelled");
 }

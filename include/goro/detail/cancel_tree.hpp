@@ -67,7 +67,8 @@
 //
 // AfterFunc. Each CancelNode also has an intrusive list of AfterFuncEntry
 // (after_func.hpp). cancel_one() detaches the list with the children, in the
-// same critical section, and launches the entries after releasing the lock;
+// same critical section, and the entries are launched once the node is
+// settled (see Settling), with no lock held;
 // a destroyed node releases its entries, so a context that is never
 // cancelled does not keep its callbacks alive.
 //
@@ -217,18 +218,28 @@ class CancelNode : public ContextNode {
   // it born cancelled if that one already is.
   void link();
   // A step of a cancellation's work list: cancel `node`, or, below its
-  // children, mark it settled.
+  // children, mark it settled and launch its after-funcs.
   struct CancelStep {
     std::shared_ptr<CancelNode> node;
     bool settle;
+    AfterFuncEntry* afters = nullptr;
   };
   // cancel_one() cancels this node alone, if nobody did before (else it
   // returns false), and pushes its children onto `work`; if it has any, it
   // first pushes this node's settle step, taking `self_ref` (the caller's
   // reference to this node; null for a cancellation's root, which settles
-  // at the end of cancel()).
+  // at the end of cancel()), and hands it the node's after-funcs. Otherwise
+  // they are left in `afters` for the caller to launch once it has settled
+  // the node: an after-func that runs at once (no fiber or thread could be
+  // started for it) must find the context settled, or its err() would wait
+  // for the very cancellation that runs it.
   bool cancel_one(CancelReason why, const std::exception_ptr& cause, std::vector<CancelStep>& work,
-                  std::shared_ptr<CancelNode>&& self_ref);
+                  std::shared_ptr<CancelNode>&& self_ref, AfterFuncEntry*& afters);
+  // settle() marks this node settled, then launches its after-funcs.
+  void settle(AfterFuncEntry* afters) noexcept {
+    settled_.store(true, std::memory_order_release);
+    launch_after_funcs(afters);
+  }
   // wait_settled() returns once a cancellation in flight has settled this node.
   void wait_settled() const noexcept;
   void close_done() noexcept;
@@ -442,7 +453,8 @@ inline void TimedCancelNode::disarm(std::shared_ptr<CancelNode>& ref) noexcept {
 inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause) {
   if (reason() != CancelReason::none) return;  // the common repeat call: no lock
   std::vector<CancelStep> work;
-  if (!cancel_one(why, cause, work, nullptr)) {
+  AfterFuncEntry* root_afters = nullptr;
+  if (!cancel_one(why, cause, work, nullptr, root_afters)) {
     wait_settled();  // another cancellation won: return once it is through
     return;
   }
@@ -451,15 +463,16 @@ inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause
     CancelStep step = std::move(work.back());
     work.pop_back();
     CancelNode* node = step.node.get();
+    AfterFuncEntry* afters = nullptr;
     if (step.settle) {
-      node->settled_.store(true, std::memory_order_release);
-    } else if (!node->cancel_one(why, cause, work, std::move(step.node))) {
+      node->settle(step.afters);
+    } else if (!node->cancel_one(why, cause, work, std::move(step.node), afters)) {
       node->wait_settled();  // another cancellation won this child: wait until it is through
     } else if (step.node) {
-      node->settled_.store(true, std::memory_order_release);  // a leaf: nothing below to wait for
+      node->settle(afters);  // a leaf: nothing below to wait for
     }
   }
-  settled_.store(true, std::memory_order_release);
+  settle(root_afters);
 }
 
 inline void CancelNode::wait_settled() const noexcept {
@@ -467,17 +480,20 @@ inline void CancelNode::wait_settled() const noexcept {
 }
 
 inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& cause, std::vector<CancelStep>& work,
-                                   std::shared_ptr<CancelNode>&& self_ref) {
+                                   std::shared_ptr<CancelNode>&& self_ref, AfterFuncEntry*& afters) {
   WakeList wake;  // declared first: unparks after lock_ is released
   std::shared_ptr<CancelNode> timer_ref;  // dropped last; the caller holds another reference
-  AfterFuncEntry* afters;
+  CancelStep* settle_step = nullptr;
   {
     std::lock_guard guard(lock_);
     if (err_.load(std::memory_order_relaxed) != CancelReason::none) return false;
     work.reserve(work.size() + child_count_ + 1);
     cause_ = cause;
     err_.store(why, std::memory_order_seq_cst);
-    if (first_child_ && self_ref) work.push_back({std::move(self_ref), true});  // below the children
+    if (first_child_ && self_ref) {
+      work.push_back({std::move(self_ref), true});  // below the children
+      settle_step = &work.back();  // stays put: the reserve above covers the children too
+    }
     for (CancelNode* c = first_child_; c;) {
       CancelNode* next = c->next_sibling_;
       // A child whose last handle is gone is being destroyed (its destructor
@@ -492,7 +508,7 @@ inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& c
     afters = std::exchange(first_after_, nullptr);  // ours now: see remove_after_func()
   }
   close_done();
-  launch_after_funcs(afters);  // after done is closed: f sees the context done
+  if (settle_step) settle_step->afters = std::exchange(afters, nullptr);  // launched once settled
   if (timer_armed_.load(std::memory_order_seq_cst)) static_cast<TimedCancelNode*>(this)->disarm(timer_ref);
   return true;
 }
