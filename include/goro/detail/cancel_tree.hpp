@@ -190,7 +190,11 @@ class CancelNode : public ContextNode {
   }
   // cancel() cancels this node and every descendant with `why` and `cause`
   // (a no-op if it is already cancelled) and unlinks it from its parent.
-  void cancel(CancelReason why, const std::exception_ptr& cause = nullptr);
+  // With `wait_for_others` false (a deadline timer's callback, which may
+  // run inside the scheduler, where nothing may yield), it never waits for
+  // a cancellation in flight elsewhere: a node another one is cancelling is
+  // left to it.
+  void cancel(CancelReason why, const std::exception_ptr& cause = nullptr, bool wait_for_others = true);
   // done_state() is the state of the channel closed on cancellation. It lives
   // inside this node: a handle on it must share the ownership of this node
   // or of a descendant (Context::done() aliases its own handle).
@@ -433,7 +437,7 @@ inline void TimedCancelNode::arm_timer(std::int64_t when) {
   timer_.node.run_later = [](TimerNode* n) {
     TimedCancelNode* self = reinterpret_cast<DeadlineTimer*>(n)->owner;
     std::shared_ptr<CancelNode> ref = std::move(self->timer_ref_);  // the heap's reference, now ours
-    ref->cancel(CancelReason::deadline_exceeded, self->deadline_cause_);
+    ref->cancel(CancelReason::deadline_exceeded, self->deadline_cause_, /*wait_for_others=*/false);
   };
   TimerService& service = TimerService::instance();  // may throw (no timer thread): nothing armed yet
   timer_ref_ = self_.lock();
@@ -450,12 +454,15 @@ inline void TimedCancelNode::disarm(std::shared_ptr<CancelNode>& ref) noexcept {
   if (timers().remove(&timer_.node)) ref = std::move(timer_ref_);
 }
 
-inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause) {
-  if (reason() != CancelReason::none) return;  // the common repeat call: no lock
+inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause, bool wait_for_others) {
+  if (err_.load(std::memory_order_acquire) != CancelReason::none) {  // the common repeat call: no lock
+    if (wait_for_others) wait_settled();
+    return;
+  }
   std::vector<CancelStep> work;
   AfterFuncEntry* root_afters = nullptr;
   if (!cancel_one(why, cause, work, nullptr, root_afters)) {
-    wait_settled();  // another cancellation won: return once it is through
+    if (wait_for_others) wait_settled();  // another cancellation won: return once it is through
     return;
   }
   unlink_from_parent();
@@ -467,7 +474,7 @@ inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause
     if (step.settle) {
       node->settle(step.afters);
     } else if (!node->cancel_one(why, cause, work, std::move(step.node), afters)) {
-      node->wait_settled();  // another cancellation won this child: wait until it is through
+      if (wait_for_others) node->wait_settled();  // another cancellation won this child: wait until it is through
     } else if (step.node) {
       node->settle(afters);  // a leaf: nothing below to wait for
     }
