@@ -527,6 +527,50 @@ TEST_CASE("err() and cancel() report a cancellation only once it is through: don
       with_workers(workers));
 }
 
+TEST_CASE("a parent's cancellation waits for a child's racing one below it: by cancel() and by deadline",
+          "[context][threads][deadline]") {
+  // A plain thread cancels a child that has a subtree of its own while the
+  // parent is cancelled (by its CancelFunc, or by its deadline passing): once
+  // the parent reports, the child's subtree must be cancelled too.
+  const std::size_t workers = GORO_WORKERS();
+  const bool by_deadline = GENERATE(false, true);
+  const int rounds = static_cast<int>(scaled(300, 100, 20));
+  constexpr int kGrandchildren = 400;
+  goro::run(
+      [&] {
+        int early = 0;
+        for (int r = 0; r < rounds; ++r) {
+          const auto at = std::chrono::steady_clock::now() + 2ms;
+          auto [parent, cancel_parent] =
+              by_deadline ? goro::with_deadline(goro::background(), at) : goro::with_cancel(goro::background());
+          auto [child, cancel_child] = goro::with_cancel(parent);
+          std::vector<goro::Context> grandchildren;
+          for (int i = 0; i < kGrandchildren; ++i) grandchildren.push_back(goro::with_cancel(child).first);
+          std::thread canceller([at, cancel_child = cancel_child] {
+            while (std::chrono::steady_clock::now() < at) {
+            }
+            cancel_child();
+          });
+          if (by_deadline) {
+            while (!parent.err()) goro::this_fiber::yield();
+          } else {
+            const auto late = at + std::chrono::microseconds(r % 40);  // sweeps the child's cancellation
+            while (std::chrono::steady_clock::now() < late) {
+            }
+            cancel_parent();
+          }
+          for (const goro::Context& g : grandchildren) {
+            if (!g.done().closed()) ++early;
+          }
+          canceller.join();
+          cancel_parent();
+        }
+        INFO((by_deadline ? "cancelled by its deadline" : "cancelled by cancel()"));
+        CHECK(early == 0);
+      },
+      with_workers(workers));
+}
+
 // ---------------------------------------------------------------------------
 // without_cancel
 

@@ -77,7 +77,8 @@
 // thread per context). While queued, the heap holds a reference to the node
 // (`timer_ref_`), released when the timer fires or the node is cancelled, as
 // Go's timer holds its context. TimerService fires due timers even when no
-// runtime is running.
+// runtime is running. A deadline fired on a worker is cancelled in a fiber
+// of its own (TimedCancelNode::expire()).
 //
 // Locks. Each CancelNode's `lock_` guards its children list, the link fields
 // of those children (`prev_sibling_`, `next_sibling_`; `linked_` is written
@@ -189,12 +190,12 @@ class CancelNode : public ContextNode {
     return reason() == CancelReason::none ? nullptr : cause_;
   }
   // cancel() cancels this node and every descendant with `why` and `cause`
-  // (a no-op if it is already cancelled) and unlinks it from its parent.
-  // With `wait_for_others` false (a deadline timer's callback, which may
-  // run inside the scheduler, where nothing may yield), it never waits for
-  // a cancellation in flight elsewhere: a node another one is cancelling is
-  // left to it.
-  void cancel(CancelReason why, const std::exception_ptr& cause = nullptr, bool wait_for_others = true);
+  // (a no-op if it is already cancelled) and unlinks it from its parent. It
+  // returns once the node is settled, waiting (yielding) for a cancellation
+  // in flight elsewhere that reached it or a descendant first.
+  void cancel(CancelReason why, const std::exception_ptr& cause = nullptr) {
+    cancel(why, cause, Waits::for_others);
+  }
   // done_state() is the state of the channel closed on cancellation. It lives
   // inside this node: a handle on it must share the ownership of this node
   // or of a descendant (Context::done() aliases its own handle).
@@ -221,6 +222,12 @@ class CancelNode : public ContextNode {
   // link() registers this fresh node with the parent's canceller, or makes
   // it born cancelled if that one already is.
   void link();
+  // Waits says whether cancel() may wait for another cancellation in flight.
+  // `never` is the last resort of a deadline fired inside the scheduler, where
+  // nothing may yield, when no fiber could be spawned to cancel it: a node
+  // another cancellation is working on is then left to it.
+  enum class Waits : bool { never, for_others };
+  void cancel(CancelReason why, const std::exception_ptr& cause, Waits waits);
   // A step of a cancellation's work list: cancel `node`, or, below its
   // children, mark it settled and launch its after-funcs.
   struct CancelStep {
@@ -300,6 +307,9 @@ class TimedCancelNode final : public CancelNode {
   };
 
   void arm_timer(std::int64_t when);
+  // expire() cancels `node` (the heap's reference, handed over) for its
+  // deadline, from a firing timer.
+  static void expire(std::shared_ptr<CancelNode> node, const std::exception_ptr& cause) noexcept;
 
   std::exception_ptr deadline_cause_;  // set at construction; read by the timer
   DeadlineTimer timer_;
@@ -436,8 +446,7 @@ inline void TimedCancelNode::arm_timer(std::int64_t when) {
   };
   timer_.node.run_later = [](TimerNode* n) {
     TimedCancelNode* self = reinterpret_cast<DeadlineTimer*>(n)->owner;
-    std::shared_ptr<CancelNode> ref = std::move(self->timer_ref_);  // the heap's reference, now ours
-    ref->cancel(CancelReason::deadline_exceeded, self->deadline_cause_, /*wait_for_others=*/false);
+    expire(std::move(self->timer_ref_), self->deadline_cause_);  // the heap's reference, now ours
   };
   TimerService& service = TimerService::instance();  // may throw (no timer thread): nothing armed yet
   timer_ref_ = self_.lock();
@@ -450,11 +459,34 @@ inline void TimedCancelNode::arm_timer(std::int64_t when) {
   }
 }
 
+// A timer fires on the timer thread, or on a worker inside the scheduler: in
+// the middle of a fiber's switch, where yielding would recurse into the
+// scheduler. There the cancellation runs in a fiber of its own, as Go's
+// deadline runs in time.AfterFunc's goroutine, so it can wait for another in
+// flight like any other cancel(). A stopping runtime may not run a new fiber,
+// and a spawn may fail: then it cancels right here, without waiting.
+inline void TimedCancelNode::expire(std::shared_ptr<CancelNode> node, const std::exception_ptr& cause) noexcept {
+  Worker* w = current_worker();
+  if (!w) {
+    node->cancel(CancelReason::deadline_exceeded, cause);
+    return;
+  }
+  if (!w->rt->stopping()) {
+    try {
+      w->rt->spawn([node, cause] { node->cancel(CancelReason::deadline_exceeded, cause); });
+      return;
+    } catch (...) {
+    }
+  }
+  node->cancel(CancelReason::deadline_exceeded, cause, Waits::never);
+}
+
 inline void TimedCancelNode::disarm(std::shared_ptr<CancelNode>& ref) noexcept {
   if (timers().remove(&timer_.node)) ref = std::move(timer_ref_);
 }
 
-inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause, bool wait_for_others) {
+inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause, Waits waits) {
+  const bool wait_for_others = waits == Waits::for_others;
   if (err_.load(std::memory_order_acquire) != CancelReason::none) {  // the common repeat call: no lock
     if (wait_for_others) wait_settled();
     return;
@@ -465,7 +497,6 @@ inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause
     if (wait_for_others) wait_settled();  // another cancellation won: return once it is through
     return;
   }
-  unlink_from_parent();
   while (!work.empty()) {
     CancelStep step = std::move(work.back());
     work.pop_back();
@@ -479,6 +510,9 @@ inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause
       node->settle(afters);  // a leaf: nothing below to wait for
     }
   }
+  // Unlinked only now, as Go's removeChild comes after the subtree: until
+  // then a cancellation of an ancestor still finds this node, and waits for it.
+  unlink_from_parent();
   settle(root_afters);
 }
 
