@@ -111,8 +111,33 @@ class Mutex {
   enum class OnUnwind { throw_unwind, acquire_anyway };
 
   // lock_slow() is the contended path; `what` names the wait in deadlock
-  // reports ("sync.Mutex.Lock", or Once/Cond's own name).
+  // reports ("sync.Mutex.Lock", or Once/Cond's own name). It loops over the
+  // steps below, which share one Contender, as Go's lockSlow loops over its
+  // states.
   void lock_slow(const char* what, OnUnwind on_unwind);
+  // Contender is one lock_slow() call's state.
+  struct Contender {
+    Waiter node;
+    detail::Parker* self = nullptr;
+    std::int64_t wait_start = 0;  // 0: never queued yet
+    bool starving = false;        // we have waited more than the threshold
+    bool awoke = false;           // we hold kWoken: an unlocker woke us, or we claimed it spinning
+    int spins = 0;
+  };
+  // compete() tries to take the mutex, seen as `old`, if it is free and not
+  // reserved for a starving waiter (leaving the queue if we were in it):
+  // true if we took it. `old` is reloaded when the CAS fails.
+  bool compete(Contender& c, std::uint32_t& old);
+  // spin() spins once, claiming kWoken on the way, if the holder may be
+  // about to release the mutex; false if spinning is not worth it.
+  bool spin(Contender& c, std::uint32_t old) noexcept;
+  // enqueue() marks us waiting and queues us (prepared to park) unless the
+  // mutex came free meanwhile: false then, and we compete again. Takes lock_.
+  bool enqueue(Contender& c, const char* what, OnUnwind on_unwind);
+  // park_queued() parks until an unlocker wakes us: true if it handed us the
+  // lock (starvation mode) or the unwinder made us adopt it, false if we
+  // must compete again. Throws FiberUnwind for an unwound throw_unwind wait.
+  bool park_queued(Contender& c, OnUnwind on_unwind);
   // take_if_free() is every fast path: it takes the mutex if it is free and
   // not reserved for a starving waiter, whatever its other bits say, as
   // lock_slow() would. It reads the state before its CAS: a CAS guessing 0
@@ -205,98 +230,99 @@ inline bool Mutex::can_spin() noexcept {
 }
 
 inline void Mutex::lock_slow(const char* what, OnUnwind on_unwind) {
-  Waiter node;
-  detail::Parker* self = nullptr;
-  std::int64_t wait_start = 0;  // 0: never queued yet
-  bool starving = false;        // we have waited more than the threshold
-  bool awoke = false;           // we hold kWoken: an unlocker woke us, or we claimed it spinning
-  int spins = 0;
+  Contender c;
   for (;;) {
     std::uint32_t old = state_.load(std::memory_order_relaxed);
-    // Free and not reserved for a starving waiter: compete for it.
     if ((old & (kLocked | kStarving)) == 0) {
-      std::uint32_t desired = old | kLocked;
-      if (awoke) desired &= ~kWoken;
-      if (state_.compare_exchange_weak(old, desired, std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
-        if (wait_start != 0) {  // we were queued: leave the queue
-          std::lock_guard guard(lock_);
-          dequeue_locked(&node);
-        }
-        return;
-      }
+      if (compete(c, old)) return;
       continue;
     }
-    // Held in normal mode: the holder may be about to release it. While we
-    // spin, claim kWoken (if there are waiters and nobody has it) so that
-    // unlock() does not wake a parked waiter that would only lose to us.
-    if ((old & kStarving) == 0 && spins < kMaxSpins && can_spin()) {
-      if (!awoke && (old & kWoken) == 0 && (old & kWaiters) != 0 &&
-          state_.compare_exchange_weak(old, old | kWoken, std::memory_order_relaxed,
-                                       std::memory_order_relaxed)) {
-        awoke = true;
-      }
-      ++spins;
-      for (int i = 0; i < kPausesPerSpin; ++i) GORO_CPU_RELAX();
-      continue;
+    if (spin(c, old)) continue;
+    if (!enqueue(c, what, on_unwind)) continue;  // came free: compete again (still speaking for kWoken)
+    if (park_queued(c, on_unwind)) return;
+  }
+}
+
+inline bool Mutex::compete(Contender& c, std::uint32_t& old) {
+  std::uint32_t desired = old | kLocked;
+  if (c.awoke) desired &= ~kWoken;
+  if (!state_.compare_exchange_weak(old, desired, std::memory_order_acquire, std::memory_order_relaxed)) {
+    return false;
+  }
+  if (c.wait_start != 0) {  // we were queued: leave the queue
+    std::lock_guard guard(lock_);
+    dequeue_locked(&c.node);
+  }
+  return true;
+}
+
+// Held in normal mode: the holder may be about to release it. While we spin,
+// claim kWoken (if there are waiters and nobody has it) so that unlock()
+// does not wake a parked waiter that would only lose to us.
+inline bool Mutex::spin(Contender& c, std::uint32_t old) noexcept {
+  if ((old & kStarving) != 0 || c.spins >= kMaxSpins || !can_spin()) return false;
+  if (!c.awoke && (old & kWoken) == 0 && (old & kWaiters) != 0 &&
+      state_.compare_exchange_weak(old, old | kWoken, std::memory_order_relaxed, std::memory_order_relaxed)) {
+    c.awoke = true;
+  }
+  ++c.spins;
+  for (int i = 0; i < kPausesPerSpin; ++i) GORO_CPU_RELAX();
+  return true;
+}
+
+inline bool Mutex::enqueue(Contender& c, const char* what, OnUnwind on_unwind) {
+  if (!c.self) c.self = &detail::Parker::current();
+  {
+    std::lock_guard guard(lock_);
+    std::uint32_t old = state_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((old & (kLocked | kStarving)) == 0) return false;
+      std::uint32_t desired = old | kWaiters;
+      if (c.awoke) desired &= ~kWoken;
+      // A long waiter that lost again: make the next unlock hand off.
+      if (c.starving && (old & kLocked)) desired |= kStarving;
+      if (state_.compare_exchange_weak(old, desired, std::memory_order_relaxed, std::memory_order_relaxed)) break;
     }
-    if (!self) self = &detail::Parker::current();
+    c.awoke = false;
+    c.node.handed_off = false;
+    c.node.ticket = c.self->prepare(what, detail::Publish::before_switch,
+                                    on_unwind == OnUnwind::acquire_anyway ? detail::StopRule::relock
+                                                                          : detail::StopRule::unwind);
+    // A woken waiter that lost is still queued, at its old place near the
+    // head (Go requeues it LIFO for the same reason).
+    if (!c.node.queued) waiting_.push(&c.node);
+  }
+  if (c.wait_start == 0) c.wait_start = detail::now_ns();
+  return true;
+}
+
+inline bool Mutex::park_queued(Contender& c, OnUnwind on_unwind) {
+  if (c.self->park() == detail::WakeReason::unwind) {
     {
       std::lock_guard guard(lock_);
-      old = state_.load(std::memory_order_relaxed);
-      bool came_free = false;
-      for (;;) {
-        if ((old & (kLocked | kStarving)) == 0) {
-          came_free = true;
-          break;
-        }
-        std::uint32_t desired = old | kWaiters;
-        if (awoke) desired &= ~kWoken;
-        // A long waiter that lost again: make the next unlock hand off.
-        if (starving && (old & kLocked)) desired |= kStarving;
-        if (state_.compare_exchange_weak(old, desired, std::memory_order_relaxed,
-                                         std::memory_order_relaxed)) {
-          break;
-        }
-      }
-      if (came_free) continue;  // compete again (still speaking for kWoken)
-      awoke = false;
-      node.handed_off = false;
-      node.ticket = self->prepare(what, detail::Publish::before_switch,
-                                  on_unwind == OnUnwind::acquire_anyway ? detail::StopRule::relock
-                                                                        : detail::StopRule::unwind);
-      // A woken waiter that lost is still queued, at its old place near the
-      // head (Go requeues it LIFO for the same reason).
-      if (!node.queued) waiting_.push(&node);
+      dequeue_locked(&c.node);
     }
-    if (wait_start == 0) wait_start = detail::now_ns();
-    detail::WakeReason reason = self->park();
-    if (reason == detail::WakeReason::unwind) {
-      {
-        std::lock_guard guard(lock_);
-        dequeue_locked(&node);
-      }
-      // The unwinder's claim beat any unlocker's, so we own nothing here.
-      if (on_unwind == OnUnwind::throw_unwind) throw detail::FiberUnwind{};
-      // A re-locking wait is claimed only once nothing could ever unlock the
-      // mutex (Runtime::unwind_all): it is held by a lock that will never be
-      // released, which we adopt (or, should it have come free, take).
-      (void)take_if_free();
-      return;
-    }
-    if (!starving && detail::now_ns() - wait_start > kStarvationThresholdNs) starving = true;
-    if (node.handed_off) {
-      // Starvation mode gave us the lock (kLocked stayed set). Go back to
-      // normal mode if the queue is empty or we did not wait long: normal
-      // mode is much faster.
-      if (!starving || (state_.load(std::memory_order_relaxed) & kWaiters) == 0) {
-        state_.fetch_and(~kStarving, std::memory_order_relaxed);
-      }
-      return;
-    }
-    awoke = true;
-    spins = 0;
+    // The unwinder's claim beat any unlocker's, so we own nothing here.
+    if (on_unwind == OnUnwind::throw_unwind) throw detail::FiberUnwind{};
+    // A re-locking wait is claimed only once nothing could ever unlock the
+    // mutex (Runtime::unwind_all): it is held by a lock that will never be
+    // released, which we adopt (or, should it have come free, take).
+    (void)take_if_free();
+    return true;
   }
+  if (!c.starving && detail::now_ns() - c.wait_start > kStarvationThresholdNs) c.starving = true;
+  if (c.node.handed_off) {
+    // Starvation mode gave us the lock (kLocked stayed set). Go back to
+    // normal mode if the queue is empty or we did not wait long: normal
+    // mode is much faster.
+    if (!c.starving || (state_.load(std::memory_order_relaxed) & kWaiters) == 0) {
+      state_.fetch_and(~kStarving, std::memory_order_relaxed);
+    }
+    return true;
+  }
+  c.awoke = true;
+  c.spins = 0;
+  return false;
 }
 
 inline void Mutex::lock_during_unwind() {
