@@ -90,6 +90,7 @@
 // functions are launched with no lock held.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -528,7 +529,12 @@ inline bool CancelNode::cancel_one(CancelReason why, const std::exception_ptr& c
   {
     std::lock_guard guard(lock_);
     if (err_.load(std::memory_order_relaxed) != CancelReason::none) return false;
-    work.reserve(work.size() + child_count_ + 1);
+    // Room for the settle step and every child, so `settle_step` stays put;
+    // grown geometrically, or a deep chain (one settle step a level) would
+    // copy the whole list at every level.
+    if (const std::size_t need = work.size() + child_count_ + 1; need > work.capacity()) {
+      work.reserve(std::max(need, 2 * work.capacity()));
+    }
     cause_ = cause;
     err_.store(why, std::memory_order_seq_cst);
     if (first_child_ && self_ref) {
