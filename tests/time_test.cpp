@@ -210,6 +210,45 @@ TEST_CASE("timers work on plain threads without a runtime", "[time][threads]") {
   CHECK(goro::select(goro::recv(never), goro::timeout(5ms)) == 1);
 }
 
+TEST_CASE("timers still pending when run() returns fire afterwards, though a fiber's deadline was earlier",
+          "[time][threads]") {
+  // The timer thread sleeps until the earliest deadline it saw. A fiber's
+  // deadline (a sleep, a select timeout) is added without waking it, so when
+  // the timer below is made it may be asleep for good: once the fiber's
+  // deadline is gone and the workers with it, it must look again.
+  enum class Shape { unwound_sleep, select_timeout_ended_early, context_deadline };
+  const Shape shape = GENERATE(Shape::unwound_sleep, Shape::select_timeout_ended_early, Shape::context_deadline);
+  // The timer thread runs, and sleeps with nothing pending. (The 10 s bounds
+  // below only keep a failure from hanging the suite.)
+  CHECK(goro::select(goro::recv(goro::after(0ms)), goro::timeout(10s)) == 0);
+  goro::RecvChannel<goro::TimePoint> timer = nullptr;
+  goro::Context ctx = goro::background();
+  goro::run([&] {
+    goro::Channel<int> early;
+    goro::go([shape, early] {
+      if (shape == Shape::select_timeout_ended_early) {
+        goro::select(goro::recv(early), goro::timeout(200ms));
+      } else {
+        goro::this_fiber::sleep_for(200ms);  // unwound when main returns
+      }
+    });
+    goro::this_fiber::sleep_for(1ms);  // the fiber's deadline is queued: the earliest
+    if (shape == Shape::context_deadline) {
+      ctx = goro::with_timeout(goro::background(), 300ms).first;  // later than the fiber's
+    } else {
+      timer = goro::after(300ms);
+    }
+    if (shape == Shape::select_timeout_ended_early) early.send(1);
+  });
+  INFO("shape " << static_cast<int>(shape));
+  if (shape == Shape::context_deadline) {
+    CHECK(goro::select(goro::recv(ctx.done()), goro::timeout(10s)) == 0);
+    CHECK(ctx.err() == goro::errc::deadline_exceeded);
+  } else {
+    CHECK(goro::select(goro::recv(timer), goro::timeout(10s)) == 0);
+  }
+}
+
 TEST_CASE("a select timeout parks fibers, not threads: 1,000 concurrent timeouts", "[time]") {
   const int n = goro_test::kTsan ? 200 : 1000;
   std::atomic<int> timed_out{0};

@@ -59,8 +59,17 @@ class TimerHeap {
   // (a Timer's channel send runs after the heap already looks empty). The
   // deadlock detector and the unwinder's stuck check ask this.
   bool settled() const noexcept { return empty() && firing_.load(std::memory_order_seq_cst) == 0; }
-  // clear() drops every pending node without expiring it (runtime teardown).
-  void clear() noexcept;
+  // The timer thread (TimerService) sleeps on service_word() until the
+  // earliest deadline it saw. A fiber's deadline is added without waking it
+  // (the workers fire those), so it may be asleep for good while the heap
+  // holds later timers: wake_service() makes it look again. TimerService
+  // calls it for a new earliest timer, and a stopping runtime once its
+  // workers, which fired the timers until then, are gone.
+  std::atomic<std::uint32_t>& service_word() noexcept { return service_word_; }
+  void wake_service() noexcept {
+    service_word_.fetch_add(1, std::memory_order_release);
+    futex_wake(&service_word_);
+  }
 
  private:
   void sift_up(std::size_t i) noexcept;
@@ -75,6 +84,7 @@ class TimerHeap {
   std::vector<TimerNode*> heap_;
   std::atomic<std::int64_t> earliest_{INT64_MAX};
   std::atomic<std::uint32_t> firing_{0};  // run_due() calls that found due nodes, until they woke all
+  std::atomic<std::uint32_t> service_word_{0};
 };
 
 // timers() is the process's heap. It is never destroyed: the TimerService
@@ -139,13 +149,6 @@ inline std::size_t TimerHeap::run_due(std::int64_t now) {
     n->run_later(n);
   }
   return count;
-}
-
-inline void TimerHeap::clear() noexcept {
-  std::lock_guard guard(lock_);
-  for (TimerNode* n : heap_) n->heap_index = TimerNode::kNotQueued;
-  heap_.clear();
-  publish_earliest();
 }
 
 inline void TimerHeap::sift_up(std::size_t i) noexcept {

@@ -27,8 +27,7 @@ class TimerService {
   void schedule(TimerNode* node) {
     if (!timers().add(node)) return;
     if (Runtime* rt = current_runtime()) rt->timer_added();
-    nudge_.fetch_add(1, std::memory_order_release);
-    futex_wake(&nudge_);
+    timers().wake_service();
   }
 
  private:
@@ -41,7 +40,7 @@ class TimerService {
     // It is counted only while it fires timers, below.
     thread_state().registered = true;
     for (;;) {
-      std::uint32_t seen = nudge_.load(std::memory_order_acquire);
+      std::uint32_t seen = timers().service_word().load(std::memory_order_acquire);
       std::int64_t now = now_ns();
       std::int64_t earliest = timers().earliest();
       if (earliest <= now) {
@@ -52,11 +51,9 @@ class TimerService {
         if (g_active_threads.fetch_sub(1, std::memory_order_seq_cst) == 1) threads_quiet();
         continue;
       }
-      futex_wait(&nudge_, seen, earliest == INT64_MAX ? -1 : earliest - now);
+      futex_wait(&timers().service_word(), seen, earliest == INT64_MAX ? -1 : earliest - now);
     }
   }
-
-  std::atomic<std::uint32_t> nudge_{0};
 };
 
 }  // namespace goro::detail

@@ -189,8 +189,10 @@ inline void Runtime::wait_and_stop() {
   }
   for (auto& w : workers_) w->thread.join();
   if (seeded()) g_last_schedule_trace = std::move(trace_);
-  // Timers created by fibers (Timer, Ticker, after) may outlive the runtime:
-  // the TimerService thread keeps firing them.
+  // Timers created by fibers (Timer, Ticker, after, context deadlines) may
+  // outlive the runtime: the TimerService thread keeps firing them, once it
+  // looks at the heap again (it may be asleep on a fiber's old deadline).
+  timers().wake_service();
   g_active_threads.fetch_add(1, std::memory_order_seq_cst);
 
   std::unique_lock lock(mutex_);
