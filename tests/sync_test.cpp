@@ -243,6 +243,49 @@ TEST_CASE("Mutex: a waiting thread is not starved by a fiber that re-locks at on
   CHECK(hog_rounds < cap);
 }
 
+TEST_CASE("Mutex: a waiting fiber is not starved by a fiber that re-locks at once and never blocks",
+          "[mutex][fairness]") {
+  // The hog never makes a blocking call, so it keeps its worker (as
+  // documented); the waiter it wakes must still get to run on another one,
+  // mark itself starving and be handed the lock. (With one worker nothing
+  // else can run: pitfalls.md, "Polling in a loop".)
+  const std::size_t workers = GENERATE(2, 4);
+  std::atomic<bool> stop{false};
+  bool got_it_while_hogged = false;
+  goro::run(
+      [&] {
+        goro::Mutex mu;
+        goro::WaitGroup hog_done;
+        std::atomic<bool> hogging{false};
+        hog_done.add(1);
+        goro::go([&] {
+          hogging = true;
+          while (!stop.load()) {
+            mu.lock();
+            const auto until = std::chrono::steady_clock::now() + 20us;
+            while (std::chrono::steady_clock::now() < until) {
+            }
+            mu.unlock();
+          }
+          hog_done.done();
+        });
+        while (!hogging) goro::this_fiber::yield();
+        // Ends the hog after 30 s, so that a failure does not hang the suite.
+        std::thread watchdog([&] {
+          for (int i = 0; i < 30'000 && !stop.load(); ++i) std::this_thread::sleep_for(1ms);
+          stop = true;
+        });
+        mu.lock();
+        got_it_while_hogged = !stop.load();
+        mu.unlock();
+        stop = true;
+        hog_done.wait();
+        watchdog.join();
+      },
+      with_workers(workers));
+  CHECK(got_it_while_hogged);
+}
+
 TEST_CASE("Mutex: starvation mode takes turns among long waiters", "[mutex][fairness]") {
   // Every fiber re-locks right after unlocking and holds the lock across a
   // sleep, so in normal mode the running fiber would win again and again

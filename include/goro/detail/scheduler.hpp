@@ -245,6 +245,9 @@ class Runtime {
   static constexpr std::int64_t kLookIntervalNs = 5'000;
   static constexpr std::int64_t kIdleSpinNs = 5'000;
   static constexpr std::int64_t kBusySpinNs = 500'000;
+  // kIdlePollNs: how often an idle worker looks for unannounced work while
+  // another is busy (sleep_idle()).
+  static constexpr std::int64_t kIdlePollNs = 10'000'000;
 
   explicit Runtime(const RuntimeConfig& config);
   ~Runtime();
@@ -314,6 +317,7 @@ class Runtime {
   Fiber* spin_for_work(Worker* w) noexcept;
   bool any_work_visible() noexcept;
   void go_idle(Worker* w) noexcept;
+  void sleep_idle(Worker* w, std::int64_t until) noexcept;
   void wake_idle_worker() noexcept;
   void wake_idle_worker_slow() noexcept;
   void stop_spinning(Worker* w) noexcept;

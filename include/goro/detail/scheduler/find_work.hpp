@@ -265,7 +265,7 @@ inline void Runtime::go_idle(Worker* w) noexcept {
   std::int64_t timeout = earliest == INT64_MAX ? -1 : std::max<std::int64_t>(earliest - now_ns(), 0);
   if (may_scavenge && (timeout < 0 || timeout > kScavengeDelayNs)) timeout = kScavengeDelayNs;
   const std::int64_t slept_from = now_ns();
-  if (timeout != 0) futex_wait(&w->wake_word, 0, timeout);
+  if (timeout != 0) sleep_idle(w, timeout < 0 ? INT64_MAX : slept_from + timeout);
   if (may_scavenge && w->wake_word.load(std::memory_order_acquire) == 0 &&
       now_ns() - slept_from >= kScavengeDelayNs) {
     StackPool::instance().scavenge();
@@ -281,6 +281,27 @@ inline void Runtime::go_idle(Worker* w) noexcept {
     }
     w->idle = false;
     n_idle_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+// sleep_idle() sleeps idle worker `w` until it is woken (wake_word set: work
+// handed to it, a new earliest timer, the runtime quitting) or `until`.
+// While another worker is busy it also wakes every kIdlePollNs to look for
+// work nobody announced: a fiber woken into a busy worker's runnext slot
+// wakes no idle worker (make_runnable, to keep handoffs cheap), and if the
+// fiber that woke it never blocks again, it would wait there for good (a
+// Mutex waiter behind a holder relocking in a loop never got its turn, even
+// to mark itself starving). Go's sysmon looks at the run queues the same way.
+inline void Runtime::sleep_idle(Worker* w, std::int64_t until) noexcept {
+  for (;;) {
+    std::int64_t wait = until == INT64_MAX ? -1 : until - now_ns();
+    if (wait == 0 || wait < -1) return;
+    if (n_idle_.load(std::memory_order_seq_cst) < workers_.size() && (wait < 0 || wait > kIdlePollNs)) {
+      wait = kIdlePollNs;
+    }
+    futex_wait(&w->wake_word, 0, wait);
+    if (w->wake_word.load(std::memory_order_acquire) != 0 || now_ns() >= until) return;
+    if (any_work_visible()) return;
   }
 }
 
