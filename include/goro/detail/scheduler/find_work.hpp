@@ -265,7 +265,9 @@ inline void Runtime::go_idle(Worker* w) noexcept {
   std::int64_t timeout = earliest == INT64_MAX ? -1 : std::max<std::int64_t>(earliest - now_ns(), 0);
   if (may_scavenge && (timeout < 0 || timeout > kScavengeDelayNs)) timeout = kScavengeDelayNs;
   const std::int64_t slept_from = now_ns();
-  if (timeout != 0) sleep_idle(w, timeout < 0 ? INT64_MAX : slept_from + timeout);
+  if (timeout != 0) {  // a "forever" deadline is saturated near INT64_MAX: no overflow
+    sleep_idle(w, timeout < 0 || timeout > INT64_MAX - slept_from ? INT64_MAX : slept_from + timeout);
+  }
   if (may_scavenge && w->wake_word.load(std::memory_order_acquire) == 0 &&
       now_ns() - slept_from >= kScavengeDelayNs) {
     StackPool::instance().scavenge();
