@@ -488,13 +488,11 @@ inline void TimedCancelNode::disarm(std::shared_ptr<CancelNode>& ref) noexcept {
 
 inline void CancelNode::cancel(CancelReason why, const std::exception_ptr& cause, Waits waits) {
   const bool wait_for_others = waits == Waits::for_others;
-  if (err_.load(std::memory_order_acquire) != CancelReason::none) {  // the common repeat call: no lock
-    if (wait_for_others) wait_settled();
-    return;
-  }
   std::vector<CancelStep> work;
   AfterFuncEntry* root_afters = nullptr;
-  if (!cancel_one(why, cause, work, nullptr, root_afters)) {
+  // A repeat call (the common one) finds err_ set and takes no lock.
+  if (err_.load(std::memory_order_acquire) != CancelReason::none ||
+      !cancel_one(why, cause, work, nullptr, root_afters)) {
     if (wait_for_others) wait_settled();  // another cancellation won: return once it is through
     return;
   }

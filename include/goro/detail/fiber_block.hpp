@@ -42,11 +42,18 @@ namespace goro::detail {
 
 inline constexpr std::size_t kFiberBlockSize = 320;
 
-// prefetch_block() asks for every cache line of `block` in a writable state.
-inline void prefetch_block(const void* block) noexcept {
-  const char* p = static_cast<const char*>(block);
-  for (std::size_t line = 0; line < kFiberBlockSize + 64; line += 64) __builtin_prefetch(p + line, 1, 3);
+// prefetch_for_write() asks for the cache lines that [p, p + bytes) touches
+// in a writable state. A prefetch never faults, so `p` may be stale.
+inline void prefetch_for_write(const void* p, std::size_t bytes) noexcept {
+  constexpr std::uintptr_t kLine = 64;
+  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(p) + bytes;
+  for (std::uintptr_t line = reinterpret_cast<std::uintptr_t>(p) & ~(kLine - 1); line < end; line += kLine) {
+    __builtin_prefetch(reinterpret_cast<const void*>(line), 1, 3);
+  }
 }
+
+// prefetch_block() asks for every cache line of `block` in a writable state.
+inline void prefetch_block(const void* block) noexcept { prefetch_for_write(block, kFiberBlockSize); }
 
 // FiberBlockCache is a worker's private LIFO of free blocks
 // (bounded_lifo.hpp).

@@ -118,8 +118,35 @@ inline Fiber* Runtime::take_local(Worker* w, LocalRunQueue::PopOrder order) noex
     if (f) w->runq.push(f, global_);  // past its streak: let the ring have its turn
   }
   w->runnext_streak = 0;
-  if (Fiber* f = w->runq.pop(order)) return f;
+  if (Fiber* f = w->runq.pop(order)) {
+    prefetch_upcoming(w, order);
+    return f;
+  }
   return refill_from_global(w);
+}
+
+// prefetch_upcoming() asks for the memory the fiber the ring serves next
+// will touch first, while the one just taken runs: its block, and the top
+// of its stack (the frames it parked in, or, for a first run, the stack its
+// worker will give it). Resuming one of thousands of parked fibers
+// otherwise misses on each frame in turn as it returns through them.
+inline void Runtime::prefetch_upcoming(Worker* w, LocalRunQueue::PopOrder order) noexcept {
+  const LocalRunQueue::Upcoming next = w->runq.upcoming(order);
+  if (!next.fiber) return;
+  if (next.resume_at == LocalRunQueue::kFirstRun) {  // its block was prefetched when it was spawned
+    if (!w->stack_cache.empty()) {
+      prefetch_for_write(w->stack_cache.back().top() - kResumePrefetchBytes, kResumePrefetchBytes);
+    }
+    return;
+  }
+  prefetch_for_write(next.fiber, sizeof(Fiber));
+  if (next.resume_at != LocalRunQueue::kUnknown) {
+    // From the saved stack pointer up, but not past its page: a stack's top
+    // is page-aligned, and a shallow fiber's frames end there.
+    const std::uintptr_t page_end = (next.resume_at | (kResumePageBytes - 1)) + 1;
+    const std::uintptr_t end = std::min(next.resume_at + kResumePrefetchBytes, page_end);
+    prefetch_for_write(reinterpret_cast<const void*>(next.resume_at), end - next.resume_at);
+  }
 }
 
 // refill_from_global() moves a fair share of the global queue into this
