@@ -42,18 +42,19 @@ namespace goro::detail {
 
 inline constexpr std::size_t kFiberBlockSize = 320;
 
-// prefetch_for_write() asks for the cache lines that [p, p + bytes) touches
-// in a writable state. A prefetch never faults, so `p` may be stale.
-inline void prefetch_for_write(const void* p, std::size_t bytes) noexcept {
-  constexpr std::uintptr_t kLine = 64;
-  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(p) + bytes;
-  for (std::uintptr_t line = reinterpret_cast<std::uintptr_t>(p) & ~(kLine - 1); line < end; line += kLine) {
-    __builtin_prefetch(reinterpret_cast<const void*>(line), 1, 3);
-  }
+// prefetch_lines_for_write() asks for `Lines` cache lines from `p` on in a
+// writable state. A prefetch never faults, so `p` may be stale.
+template <std::size_t Lines>
+inline void prefetch_lines_for_write(const void* p) noexcept {
+  const char* const first = static_cast<const char*>(p);
+#pragma GCC unroll 16
+  for (std::size_t line = 0; line < Lines; ++line) __builtin_prefetch(first + line * 64, 1, 3);
 }
 
 // prefetch_block() asks for every cache line of `block` in a writable state.
-inline void prefetch_block(const void* block) noexcept { prefetch_for_write(block, kFiberBlockSize); }
+inline void prefetch_block(const void* block) noexcept {
+  prefetch_lines_for_write<kFiberBlockSize / 64 + 1>(block);  // + 1: a block need not start a line
+}
 
 // FiberBlockCache is a worker's private LIFO of free blocks
 // (bounded_lifo.hpp).

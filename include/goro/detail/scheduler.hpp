@@ -241,10 +241,10 @@ class Runtime {
   // spawns as one cross-core transfer takes (spawn+join on two workers: 0
   // ahead 287 ns a fiber, 2 ahead 264, 3 ahead 272, 6 ahead 282).
   static constexpr std::size_t kBlockPrefetchDistance = 2;
-  // prefetch_upcoming() asks for this much of the next fiber's stack: a
-  // fiber parked in a channel receive sits 464 bytes below its stack's top.
-  static constexpr std::size_t kResumePrefetchBytes = 512;
-  static constexpr std::uintptr_t kResumePageBytes = 4096;
+  // prefetch_upcoming() asks for this many cache lines of the next fiber's
+  // stack: a fiber parked in a channel receive sits 464 bytes below its
+  // stack's top.
+  static constexpr std::size_t kResumePrefetchLines = 8;
   static constexpr std::int64_t kStealGraceNs = 10'000;
   static constexpr std::int64_t kLookIntervalNs = 5'000;
   static constexpr std::int64_t kIdleSpinNs = 5'000;

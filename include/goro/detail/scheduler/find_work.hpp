@@ -126,26 +126,25 @@ inline Fiber* Runtime::take_local(Worker* w, LocalRunQueue::PopOrder order) noex
 }
 
 // prefetch_upcoming() asks for the memory the fiber the ring serves next
-// will touch first, while the one just taken runs: its block, and the top
-// of its stack (the frames it parked in, or, for a first run, the stack its
-// worker will give it). Resuming one of thousands of parked fibers
-// otherwise misses on each frame in turn as it returns through them.
+// will touch first, while the one just taken runs: the top of its stack (the
+// frames it parked in, or, for a first run, the stack its worker will give
+// it; its block was prefetched when it was spawned) and its block. Resuming
+// one of thousands of parked fibers otherwise misses on each frame in turn
+// as it returns through them. The counts are fixed, so the prefetches are
+// straight-line code; the lines past a shallow stack's top fall on the next
+// stack's guard page or on memory of no use here: a prefetch never faults.
 inline void Runtime::prefetch_upcoming(Worker* w, LocalRunQueue::PopOrder order) noexcept {
   const LocalRunQueue::Upcoming next = w->runq.upcoming(order);
   if (!next.fiber) return;
-  if (next.resume_at == LocalRunQueue::kFirstRun) {  // its block was prefetched when it was spawned
+  if (next.resume_at == LocalRunQueue::kFirstRun) {
     if (!w->stack_cache.empty()) {
-      prefetch_for_write(w->stack_cache.back().top() - kResumePrefetchBytes, kResumePrefetchBytes);
+      prefetch_lines_for_write<kResumePrefetchLines>(w->stack_cache.back().top() - kResumePrefetchLines * 64);
     }
     return;
   }
-  prefetch_for_write(next.fiber, sizeof(Fiber));
+  prefetch_lines_for_write<(sizeof(Fiber) + 63) / 64 + 1>(next.fiber);
   if (next.resume_at != LocalRunQueue::kUnknown) {
-    // From the saved stack pointer up, but not past its page: a stack's top
-    // is page-aligned, and a shallow fiber's frames end there.
-    const std::uintptr_t page_end = (next.resume_at | (kResumePageBytes - 1)) + 1;
-    const std::uintptr_t end = std::min(next.resume_at + kResumePrefetchBytes, page_end);
-    prefetch_for_write(reinterpret_cast<const void*>(next.resume_at), end - next.resume_at);
+    prefetch_lines_for_write<kResumePrefetchLines>(reinterpret_cast<const void*>(next.resume_at));
   }
 }
 
