@@ -5,11 +5,13 @@
 #include <goro/sync.hpp>
 #include <goro/time.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -421,6 +423,22 @@ TEST_CASE("Values: found through cancel layers, nearest wins, keys are type-safe
   base = goro::background();
   CHECK(*kept == "req-1");  // still held by `top`
   cancel2();
+}
+
+TEST_CASE("Values: a key of another type at a dead key's address finds nothing", "[context][values]") {
+  // Keys compare by address; a key that dies (a member of a freed object)
+  // may leave its address to a key of another type.
+  alignas(std::max(alignof(goro::ContextKey<long>), alignof(goro::ContextKey<std::string>)))
+      unsigned char storage[std::max(sizeof(goro::ContextKey<long>), sizeof(goro::ContextKey<std::string>))];
+  auto* old_key = new (storage) goro::ContextKey<long>("old");
+  const goro::Context ctx = goro::with_value(goro::background(), *old_key, 7L);
+  REQUIRE(ctx.value(*old_key));
+  CHECK(*ctx.value(*old_key) == 7L);
+  old_key->~ContextKey();
+  auto* new_key = new (storage) goro::ContextKey<std::string>("new");
+  REQUIRE(static_cast<const void*>(new_key) == static_cast<const void*>(old_key));
+  CHECK(ctx.value(*new_key) == nullptr);  // not the long, read as a std::string
+  new_key->~ContextKey();
 }
 
 TEST_CASE("Seed program: workers stop on with_timeout and all report cancellation", "[context][seed]") {

@@ -2,9 +2,9 @@
 // request-scoped values, passed down a tree of fibers.
 //
 //   auto [ctx, cancel] = goro::with_timeout(goro::background(), 2s);
-//   goro::go([ctx] {
+//   goro::go([ctx = ctx, jobs] {  // `ctx = ctx`: clang 14 cannot capture a structured binding
 //     for (;;) {
-//       if (goro::select(goro::recv(ctx.done()), goro::recv(jobs, handle)) == 0) return;
+//       if (goro::select(goro::recv(ctx.done()), goro::recv(jobs, handle_job)) == 0) return;
 //     }
 //   });
 //   ...
@@ -102,8 +102,10 @@ inline const std::error_category& context_category() noexcept {
 }
 
 // ContextKey<V> names a value of type V stored in contexts. Keys compare by
-// identity (their address), so two keys never collide and a lookup is
-// type-safe. Define them once, usually as inline globals:
+// identity (their address, and V), so two live keys never collide and a
+// lookup is type-safe. A key must outlive every context that holds a value
+// under it (a new key of the same type at a dead key's address would find
+// the dead key's values). Define them once, usually as inline globals:
 //
 //   inline const goro::ContextKey<std::string> request_id{"request_id"};
 //
@@ -227,6 +229,10 @@ std::pair<Context, CancelFunc> with_timeout(const Context& parent, std::chrono::
 // general map (Go's advice).
 template <class V>
 Context with_value(const Context& parent, const ContextKey<V>& key, std::type_identity_t<V> value);
+// A temporary key is gone at the end of the statement, and a value stored
+// under it could never be looked up: refused at compile time.
+template <class V, class U>
+Context with_value(const Context& parent, const ContextKey<V>&& key, U&& value);
 
 // without_cancel() returns a child of `parent` that keeps its values but is
 // never cancelled and has no deadline: done() is the nil channel, err() is
@@ -377,10 +383,7 @@ inline std::optional<Context::time_point> Context::deadline() const noexcept {
 template <class V>
 const V* Context::value(const ContextKey<V>& key) const noexcept {
   detail::note_goro_use();
-  for (const detail::ContextNode* n = node_.get(); n; n = n->parent.get()) {
-    if (n->key == &key) return static_cast<const V*>(n->value);
-  }
-  return nullptr;
+  return detail::find_value<V>(node_.get(), &key);
 }
 
 namespace detail {
@@ -414,6 +417,14 @@ template <class V>
 Context with_value(const Context& parent, const ContextKey<V>& key, std::type_identity_t<V> value) {
   detail::note_goro_use();
   return Context(std::make_shared<detail::ValueNode<V>>(parent.node(), &key, std::move(value)));
+}
+
+template <class V, class U>
+Context with_value(const Context&, const ContextKey<V>&&, U&&) {
+  static_assert(sizeof(V) == 0,
+                "goro::with_value: the key is a temporary, gone at the end of the statement; "
+                "a key must outlive the contexts that use it (define keys as inline globals)");
+  return {};
 }
 
 inline Context without_cancel(const Context& parent) {

@@ -138,20 +138,48 @@ class ContextNode {
   const void* value = nullptr;  // a ValueNode's value
 };
 
+// value_type_tag<V>'s address names the type V.
+template <class V>
+inline constexpr char value_type_tag = 0;
+
+// ValueNodeBase is what every ValueNode<V> shares: a node with a key also
+// names its value's type, so a lookup through a key of another type that
+// happens to sit at a dead key's address finds nothing (find_value()).
+class ValueNodeBase : public ContextNode {
+ public:
+  const void* value_type = nullptr;
+
+ protected:
+  using ContextNode::ContextNode;
+};
+
 // ValueNode<V> carries one value for one key.
 template <class V>
-class ValueNode final : public ContextNode {
+class ValueNode final : public ValueNodeBase {
  public:
   template <class U>
   ValueNode(std::shared_ptr<ContextNode> parent_node, const void* key_address, U&& v)
-      : ContextNode(std::move(parent_node)), stored_(std::forward<U>(v)) {
+      : ValueNodeBase(std::move(parent_node)), stored_(std::forward<U>(v)) {
     key = key_address;
     value = &stored_;
+    value_type = &value_type_tag<V>;
   }
 
  private:
   V stored_;
 };
+
+// find_value() is the V stored under the key at `key_address` by `n` or its
+// nearest ancestor that has one, or null.
+template <class V>
+const V* find_value(const ContextNode* n, const void* key_address) noexcept {
+  for (; n; n = n->parent.get()) {
+    if (n->key == key_address && static_cast<const ValueNodeBase*>(n)->value_type == &value_type_tag<V>) {
+      return static_cast<const V*>(n->value);  // only a ValueNodeBase has a key
+    }
+  }
+  return nullptr;
+}
 
 class TimedCancelNode;
 
