@@ -290,7 +290,7 @@ class Ticker {
     state_ = state.release();
   }
   static std::int64_t checked_period(std::int64_t period_ns, const char* what) {
-    if (period_ns <= 0) throw std::invalid_argument(std::string(what) + ": non-positive period");
+    if (period_ns <= 0) throw std::invalid_argument(std::string(what) + ": non-positive period (zero, negative or NaN)");
     return period_ns;
   }
 
