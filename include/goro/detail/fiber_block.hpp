@@ -41,6 +41,12 @@
 namespace goro::detail {
 
 inline constexpr std::size_t kFiberBlockSize = 320;
+inline constexpr std::size_t kCacheLineBytes = 64;
+
+// lines_spanned() is how many cache lines `bytes` from any address may touch.
+inline constexpr std::size_t lines_spanned(std::size_t bytes) noexcept {
+  return (bytes + kCacheLineBytes - 1) / kCacheLineBytes + 1;  // + 1: it need not start a line
+}
 
 // prefetch_lines_for_write() asks for `Lines` cache lines from `p` on in a
 // writable state. A prefetch never faults, so `p` may be stale.
@@ -48,12 +54,12 @@ template <std::size_t Lines>
 inline void prefetch_lines_for_write(const void* p) noexcept {
   const char* const first = static_cast<const char*>(p);
 #pragma GCC unroll 16
-  for (std::size_t line = 0; line < Lines; ++line) __builtin_prefetch(first + line * 64, 1, 3);
+  for (std::size_t line = 0; line < Lines; ++line) __builtin_prefetch(first + line * kCacheLineBytes, 1, 3);
 }
 
 // prefetch_block() asks for every cache line of `block` in a writable state.
 inline void prefetch_block(const void* block) noexcept {
-  prefetch_lines_for_write<kFiberBlockSize / 64 + 1>(block);  // + 1: a block need not start a line
+  prefetch_lines_for_write<lines_spanned(kFiberBlockSize)>(block);
 }
 
 // FiberBlockCache is a worker's private LIFO of free blocks

@@ -82,14 +82,11 @@ class LocalRunQueue {
       const std::uint32_t h = head_of(hw);
       const std::uint32_t t = tail_.load(std::memory_order_relaxed);
       if (t == h) return nullptr;
-      const std::uintptr_t oldest = slots_[h % kCapacity].load(std::memory_order_relaxed);
-      if (!head_wins(order, oldest)) {
-        const std::uintptr_t newest = slots_[(t - 1) % kCapacity].load(std::memory_order_relaxed);
-        if (newest & kLifo) {
-          if (Fiber* f = pop_newest(hw, t)) return f;
-          continue;  // a thief took it: hw holds the new head word
-        }
+      if (takes_newest(order, h, t)) {
+        if (Fiber* f = pop_newest(hw, t)) return f;
+        continue;  // a thief took it: hw holds the new head word
       }
+      const std::uintptr_t oldest = slots_[h % kCapacity].load(std::memory_order_relaxed);
       if (head_word_.compare_exchange_weak(hw, hw + 1, std::memory_order_acq_rel,
                                            std::memory_order_acquire))
         return to_fiber(oldest);
@@ -110,11 +107,7 @@ class LocalRunQueue {
     const std::uint32_t h = head_of(head_word_.load(std::memory_order_relaxed));
     const std::uint32_t t = tail_.load(std::memory_order_relaxed);
     if (t == h) return {};
-    std::uint32_t at = h;
-    if (!head_wins(order, slots_[h % kCapacity].load(std::memory_order_relaxed)) &&
-        (slots_[(t - 1) % kCapacity].load(std::memory_order_relaxed) & kLifo)) {
-      at = t - 1;
-    }
+    const std::uint32_t at = takes_newest(order, h, t) ? t - 1 : h;
     return {to_fiber(slots_[at % kCapacity].load(std::memory_order_relaxed)), resume_hints_[at % kCapacity]};
   }
 
@@ -180,10 +173,14 @@ class LocalRunQueue {
   static_assert(alignof(Fiber) > 1);
 
   static std::uint32_t head_of(std::uint64_t hw) noexcept { return static_cast<std::uint32_t>(hw); }
-  // head_wins() says whether a pop in `order` takes the head, whose slot is
-  // `oldest`, rather than a lifo fiber at the tail (if there is one).
-  static bool head_wins(PopOrder order, std::uintptr_t oldest) noexcept {
-    return order == PopOrder::oldest_first || (order == PopOrder::started_head_first && !(oldest & kLifo));
+  // takes_newest() says whether a pop in `order` from the non-empty ring
+  // [h, t) takes the lifo fiber at the tail rather than the head. Owner only.
+  bool takes_newest(PopOrder order, std::uint32_t h, std::uint32_t t) const noexcept {
+    if (order == PopOrder::oldest_first) return false;
+    if (order == PopOrder::started_head_first && !(slots_[h % kCapacity].load(std::memory_order_relaxed) & kLifo)) {
+      return false;
+    }
+    return slots_[(t - 1) % kCapacity].load(std::memory_order_relaxed) & kLifo;
   }
   static Fiber* to_fiber(std::uintptr_t slot) noexcept { return reinterpret_cast<Fiber*>(slot & ~kLifo); }
 

@@ -138,11 +138,12 @@ inline void Runtime::prefetch_upcoming(Worker* w, LocalRunQueue::PopOrder order)
   if (!next.fiber) return;
   if (next.resume_at == LocalRunQueue::kFirstRun) {
     if (!w->stack_cache.empty()) {
-      prefetch_lines_for_write<kResumePrefetchLines>(w->stack_cache.back().top() - kResumePrefetchLines * 64);
+      prefetch_lines_for_write<kResumePrefetchLines>(w->stack_cache.back().top() -
+                                                     kResumePrefetchLines * kCacheLineBytes);
     }
     return;
   }
-  prefetch_lines_for_write<(sizeof(Fiber) + 63) / 64 + 1>(next.fiber);
+  prefetch_lines_for_write<lines_spanned(sizeof(Fiber))>(next.fiber);
   if (next.resume_at != LocalRunQueue::kUnknown) {
     prefetch_lines_for_write<kResumePrefetchLines>(reinterpret_cast<const void*>(next.resume_at));
   }
