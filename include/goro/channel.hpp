@@ -103,6 +103,10 @@ struct ChanOps {
 // that T can travel through a channel: an object type, moved by
 // construction, neither const nor a C array.
 template <class T>
+concept Carriable = !std::is_void_v<T> && !std::is_reference_v<T> && !std::is_array_v<T> &&
+                    !std::is_const_v<T> && !std::is_volatile_v<T> && std::is_move_constructible_v<T>;
+
+template <class T>
 struct ChannelValue {
   static_assert(!std::is_void_v<T>,
                 "goro::Channel<void>: for a signal channel (Go's chan struct{}) use goro::Channel<goro::Unit>");
@@ -289,6 +293,26 @@ class RecvChannel : public detail::ChannelHandle<T> {
 
   detail::RecvIterator<T> begin() const { return detail::RecvIterator<T>(this->get()); }
   std::default_sentinel_t end() const noexcept { return {}; }
+};
+
+// A T that cannot travel through a channel (void, a reference, a C array,
+// const, not movable) gets ChannelValue's one message saying what to write
+// instead, not that message buried under errors from members whose
+// signatures cannot be formed.
+template <class T>
+  requires(!detail::Carriable<T>)
+class Channel<T> {
+  static_assert(detail::ChannelValue<T>::ok);
+};
+template <class T>
+  requires(!detail::Carriable<T>)
+class SendChannel<T> {
+  static_assert(detail::ChannelValue<T>::ok);
+};
+template <class T>
+  requires(!detail::Carriable<T>)
+class RecvChannel<T> {
+  static_assert(detail::ChannelValue<T>::ok);
 };
 
 // ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 // internal lock held, and neither is held across park().
 #pragma once
 
+#include <concepts>
 #include <mutex>
 #include <stdexcept>
 
@@ -57,8 +58,19 @@ class Cond {
   void wait();
   // wait(pred) is `while (!pred()) wait();`.
   template <class Predicate>
+    requires std::predicate<Predicate&>
   void wait(Predicate pred) {
     while (!pred()) wait();
+  }
+  // There is no wait(lock): unlike std::condition_variable, a Cond is bound
+  // to its Mutex, as Go's is to c.L. This overload only turns that mistake
+  // into one message.
+  template <class Lock>
+    requires(!std::predicate<Lock&>)
+  void wait(Lock&) {
+    static_assert(std::predicate<Lock&>,
+                  "goro::Cond::wait takes no lock: a Cond is bound to the Mutex it was made with (Go's c.L); "
+                  "hold that mutex and call cond.wait() or cond.wait(pred)");
   }
   // signal() wakes the longest-waiting waiter, if any.
   void signal() noexcept;
