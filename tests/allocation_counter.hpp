@@ -20,7 +20,7 @@ std::atomic<std::uint64_t> g_allocations{0};
 // While set, operator new on this thread throws std::bad_alloc (and the
 // nothrow forms, which libstdc++ builds on it, return null). Plain builds
 // only.
-thread_local bool t_fail_allocations = false;
+[[maybe_unused]] thread_local bool t_fail_allocations = false;
 }  // namespace
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)

@@ -51,11 +51,11 @@ class AsymmetricFence {
  public:
   static void light() noexcept {
     if (fast_) std::atomic_signal_fence(std::memory_order_seq_cst);
-    else std::atomic_thread_fence(std::memory_order_seq_cst);
+    else full_fence();
   }
   static void heavy() noexcept {
     if (fast_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    full_fence();
   }
   // init() registers this process for expedited membarriers. Runtime's
   // constructor calls it before any worker starts, and later calls find
@@ -76,7 +76,23 @@ class AsymmetricFence {
   static bool fast() noexcept { return fast_; }
 
  private:
+  // full_fence() is std::atomic_thread_fence(seq_cst), except under
+  // ThreadSanitizer, which does not model fences (GCC warns of each one a
+  // TSan build compiles, in every file that includes goro): there it is a
+  // seq_cst read-modify-write of one shared word, as full a barrier on the
+  // hardware, and one TSan orders both sides of the Dekker by.
+  static void full_fence() noexcept {
+#if GORO_TSAN
+    fence_word_.fetch_add(0, std::memory_order_seq_cst);
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+  }
+
   static inline bool fast_ = false;
+#if GORO_TSAN
+  static inline std::atomic<std::uint32_t> fence_word_{0};
+#endif
 };
 
 // StealGate guards one worker's runnext slot between the worker and
