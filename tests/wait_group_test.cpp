@@ -264,6 +264,56 @@ TEST_CASE("WaitGroup::go destroys f's copy and its captures before done(), howev
   }
 }
 
+TEST_CASE("WaitGroup: a wait() the runtime unwinds lets the fibers it waits for unwind first",
+          "[waitgroup]") {
+  // Go's idiom: a WaitGroup local to the waiting function, wg.go(...), then
+  // wg.wait(). When the runtime stops with that wait still blocked (here a
+  // deadlock; an exception escaping a fiber is the same), it unwinds every
+  // fiber. The waiter's frame, with its WaitGroup and whatever else the
+  // fibers use from it, must not be destroyed before those fibers have
+  // unwound and called done(). `frame` stands for that frame: each fiber's
+  // capture checks, as it is destroyed (just before its done()), that the
+  // waiter has not left its frame yet. (`wg` itself outlives run(), so that
+  // a waiter let go too early is counted here rather than being a use after
+  // free.)
+  struct Frame {
+    std::atomic<bool>* alive;
+    ~Frame() { alive->store(false); }
+  };
+  struct Witness {
+    std::atomic<bool>* alive;
+    std::atomic<int>* early;  // captures destroyed after the waiter's frame
+    Witness(std::atomic<bool>* a, std::atomic<int>* e) noexcept : alive(a), early(e) {}
+    Witness(Witness&& o) noexcept : alive(std::exchange(o.alive, nullptr)), early(o.early) {}
+    ~Witness() {
+      if (!alive) return;
+      for (int i = 0; i < 5; ++i) std::this_thread::yield();  // give a waiter let go early time to leave
+      if (!alive->load()) early->fetch_add(1);
+    }
+  };
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(scaled(30, 20, 6));
+  std::atomic<int> early{0};
+  for (int r = 0; r < rounds; ++r) {
+    goro::WaitGroup wg;
+    std::atomic<bool> alive{false};
+    CHECK_THROWS_AS(goro::run(
+                        [&] {
+                          alive = true;
+                          Frame frame{&alive};
+                          goro::Channel<int> never;
+                          for (int i = 0; i < 3; ++i) {
+                            wg.go([never, w = Witness(&alive, &early)] { never.recv(); });
+                          }
+                          wg.wait();  // deadlock: nobody sends on `never`
+                        },
+                        with_workers(workers)),
+                    goro::deadlock_error);
+    CHECK(wg.count() == 0);
+  }
+  CHECK(early.load() == 0);
+}
+
 TEST_CASE("WaitGroup works between plain threads and fibers", "[waitgroup][threads]") {
   const int threads = 4;
   std::atomic<int> seen{0};

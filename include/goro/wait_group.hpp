@@ -56,7 +56,10 @@ class WaitGroup {
   void add(std::ptrdiff_t delta = 1);
   // done() is add(-1).
   void done() { add(-1); }
-  // wait() blocks until the counter is zero.
+  // wait() blocks until the counter is zero. If the runtime stops and
+  // unwinds the waiting fiber, wait() throws only once the counter is zero
+  // or nothing but such waits can move any more: the fibers it waits for
+  // unwind (and call done()) before the waiter's frame is destroyed.
   void wait();
   // go() is add(1) followed by goro::go(f) with a done() when f ends. It
   // decay-copies f and calls the copy once, as an rvalue; done() runs after
@@ -78,6 +81,10 @@ class WaitGroup {
 
   // wake_all() is the waker's part of add() (see Design).
   void wake_all() noexcept;
+  // park_until_zero() is wait()'s wait, opened with `stop_rule`: true once
+  // the counter is zero (and no waker is still inside), false if the runtime
+  // unwound the wait (we left the queue).
+  bool park_until_zero(detail::Parker& self, detail::StopRule stop_rule);
 
   // (counter << 32) | waiters (see Design).
   std::atomic<std::uint64_t> state_{0};
@@ -124,16 +131,29 @@ inline void WaitGroup::wait() {
   detail::note_goro_use();
   if (state_.load(std::memory_order_acquire) == 0) return;
   detail::Parker& self = detail::Parker::current();
+  if (park_until_zero(self, detail::StopRule::unwind)) return;
+  // The runtime is stopping and unwinds this fiber. The fibers we wait for
+  // are being unwound too, and typically use what our frame holds (this
+  // WaitGroup, captured by reference, first of all: go()'s done()). Leaving
+  // now would destroy it under them, so first wait, as long as their
+  // unwinding can still bring the counter to zero; a StopRule::relock wait
+  // is left to its wakers until nothing else can move (a done() that the
+  // unwinding skips never comes: then the runtime claims this wait too).
+  (void)park_until_zero(self, detail::StopRule::relock);
+  throw detail::FiberUnwind{};
+}
+
+inline bool WaitGroup::park_until_zero(detail::Parker& self, detail::StopRule stop_rule) {
   detail::WaitList::Node node;
   for (;;) {
     std::unique_lock guard(lock_);
     std::uint64_t s = state_.load(std::memory_order_acquire);
     do {
-      if (s == 0) return;
+      if (s == 0) return true;
       if (counter_of(s) == 0) break;  // a waker in flight: wait until it is done
     } while (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel));
     if (counter_of(s) != 0) {
-      node.ticket = self.prepare("sync.WaitGroup.Wait", detail::Publish::after_switch);
+      node.ticket = self.prepare("sync.WaitGroup.Wait", detail::Publish::after_switch, stop_rule);
       waiting_.push(&node);
       guard.release();  // park's commit unlocks it
       break;
@@ -142,13 +162,11 @@ inline void WaitGroup::wait() {
     detail::yield_to_peer();
   }
   if (self.park(detail::ParkCommit::unlock(lock_)) != detail::WakeReason::unwind) {
-    return;  // the waker dequeued us
+    return true;  // the waker dequeued us
   }
-  {
-    std::lock_guard guard(lock_);
-    if (waiting_.remove(&node)) state_.fetch_sub(1, std::memory_order_acq_rel);
-  }
-  throw detail::FiberUnwind{};
+  std::lock_guard guard(lock_);
+  if (waiting_.remove(&node)) state_.fetch_sub(1, std::memory_order_acq_rel);
+  return false;
 }
 
 template <class F>

@@ -97,6 +97,8 @@ enum class StopRule : std::uint8_t {
   // (Cond::wait): left to the mutex's unlockers while anything else can
   // move; then claimed with `unwind`, one such wait at a time, and the caller
   // adopts the hold nobody is left to release (Mutex::lock_during_unwind).
+  // WaitGroup::wait() uses it too, once unwound: it waits for the fibers it
+  // waits for to unwind and call done() before its frame is destroyed.
   relock,
 };
 
