@@ -7,7 +7,9 @@
 #   4. add_subdirectory: only goro::goro is built, nothing is installed; and
 #      with GORO_INSTALL=ON under a parent that exports a target linking
 #      goro::goro, goro installs into its own places beside the parent's
-#   5. FetchContent from a git URL (a file:// snapshot of this working tree)
+#   5. shared libraries and a dlopen()ed plugin using goro, built with hidden
+#      visibility, on the program's runtime
+#   6. FetchContent from a git URL (a file:// snapshot of this working tree)
 # Works offline on Debian 12; installs missing Debian packages as root.
 # Usage: scripts/packaging.sh      (work files in build-packaging/)
 set -euo pipefail
@@ -118,6 +120,17 @@ grep -F "goro $version from $sub/share/goro/cmake" "$work/subproject-downstream.
 cmake --build "$work/subproject-downstream" -j "$(nproc)" >>"$work/subproject-downstream.log"
 run_consumer subproject-install "$work/subproject-downstream/consumer"
 
+step "shared libraries and plugins built with hidden visibility"
+# docs/packaging.md, "Shared libraries and plugins": with goro's includes
+# wrapped in visibility push(default), a linked library and a dlopen()ed
+# plugin (the program built with ENABLE_EXPORTS) run fibers on the program's
+# runtime.
+cmake -S "$consumers/shared_library" -B "$work/shared_library" "${cmake_opts[@]}" \
+      -DGORO_SOURCE_DIR="$root" >"$work/shared_library.log"
+cmake --build "$work/shared_library" -j "$(nproc)" >>"$work/shared_library.log"
+run_consumer shared_library "$work/shared_library/consumer_shared"
+run_consumer plugin "$work/shared_library/consumer_plugin"
+
 step "FetchContent from a git URL"
 # A one-commit repository holding this working tree as it is (tracked and
 # untracked files, .gitignore respected), so uncommitted work is tested too.
@@ -143,4 +156,4 @@ only_built_target "$work/fetchcontent.log"
 run_consumer fetchcontent "$work/fetchcontent/consumer"
 
 echo
-echo "packaging: find_package, pkg-config, add_subdirectory (plain and GORO_INSTALL=ON) and FetchContent consumers all built and ran (goro $version)"
+echo "packaging: find_package, pkg-config, add_subdirectory (plain and GORO_INSTALL=ON), shared-library and FetchContent consumers all built and ran (goro $version)"
