@@ -2,6 +2,7 @@
 # Compiles every test, example and compile-fail control with clang
 # (Debian 12's clang 14), syntax only: goro is header-only, so its users'
 # compiler is whatever they build with, and the suite itself builds with g++.
+# Then each public header's check (tests/header_check/) with strict warnings.
 # Usage: scripts/clang_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +11,15 @@ files=(tests/*.cpp examples/*.cpp tests/compile_fail/*.cpp)  # compile-fail file
 echo "clang_check: $(clang++ --version | head -1); ${#files[@]} files"
 printf '%s\n' "${files[@]}" | xargs -P "$(nproc)" -I{} \
   clang++ -std=c++20 -fsyntax-only -Iinclude -Itests {}
+# Each public header alone in user code (tests/header_check/, as g++ builds
+# them in the test suite): with strict warnings as errors, goro's include
+# directory as -I, at C++20 and C++23.
+checks=(tests/header_check/*.cpp)
+strict=(-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast
+        -Wnon-virtual-dtor -Woverloaded-virtual -Wnull-dereference -Wdouble-promotion -Wundef -Werror)
+for std in c++20 c++2b; do
+  echo "clang_check: ${#checks[@]} header checks, -std=$std, warnings as errors"
+  printf '%s\n' "${checks[@]}" | xargs -P "$(nproc)" -I{} \
+    clang++ -std=$std -fsyntax-only "${strict[@]}" -Iinclude {}
+done
 echo "clang_check: all compile"

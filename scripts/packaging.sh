@@ -4,8 +4,12 @@
 #   1. the version is the same in CMakeLists.txt, version.hpp and vcpkg.json
 #   2. cmake --install into a temporary prefix, then find_package(goro CONFIG)
 #   3. pkg-config (plain Makefile, no CMake) against that prefix
-#   4. add_subdirectory: only goro::goro is built, nothing is installed
-#   5. FetchContent from a git URL (a file:// snapshot of this working tree)
+#   4. add_subdirectory: only goro::goro is built, nothing is installed; and
+#      with GORO_INSTALL=ON under a parent that exports a target linking
+#      goro::goro, goro installs into its own places beside the parent's
+#   5. shared libraries and a dlopen()ed plugin using goro, built with hidden
+#      visibility, on the program's runtime
+#   6. FetchContent from a git URL (a file:// snapshot of this working tree)
 # Works offline on Debian 12; installs missing Debian packages as root.
 # Usage: scripts/packaging.sh      (work files in build-packaging/)
 set -euo pipefail
@@ -93,6 +97,40 @@ if [ -e "$work/subproject-prefix" ]; then
 fi
 run_consumer add_subdirectory "$work/add_subdirectory/consumer"
 
+step "add_subdirectory(goro) with GORO_INSTALL=ON, exported by a library"
+# The parent includes GNUInstallDirs first and installs its own LICENSE: goro's
+# files go to goro's places, and the parent's stay its own.
+cmake -S "$consumers/add_subdirectory_install" -B "$work/subproject-install" "${cmake_opts[@]}" \
+      -DGORO_SOURCE_DIR="$root" >"$work/subproject-install.log"
+cmake --install "$work/subproject-install" --prefix "$work/subproject-install-prefix" \
+      >>"$work/subproject-install.log"
+sub=$work/subproject-install-prefix
+for f in include/goro/goro.hpp share/goro/cmake/goroConfig.cmake share/pkgconfig/goro.pc \
+         share/goro_consumer_lib/cmake/goro_consumer_libConfig.cmake; do
+  [ -f "$sub/$f" ] || fail "GORO_INSTALL=ON as a subproject did not install $f"
+done
+cmp -s "$root/LICENSE" "$sub/share/doc/goro/LICENSE" ||
+  fail "GORO_INSTALL=ON as a subproject: share/doc/goro/LICENSE is not goro's LICENSE"
+cmp -s "$consumers/add_subdirectory_install/LICENSE" "$sub/share/doc/goro_consumer_lib/LICENSE" ||
+  fail "GORO_INSTALL=ON as a subproject: goro's install replaced the parent's share/doc/goro_consumer_lib/LICENSE"
+cmake -S "$consumers/add_subdirectory_install/downstream" -B "$work/subproject-downstream" \
+      "${cmake_opts[@]}" -DCMAKE_PREFIX_PATH="$sub" >"$work/subproject-downstream.log"
+grep -F "goro $version from $sub/share/goro/cmake" "$work/subproject-downstream.log" ||
+  fail "the downstream project did not find the goro its library installed"
+cmake --build "$work/subproject-downstream" -j "$(nproc)" >>"$work/subproject-downstream.log"
+run_consumer subproject-install "$work/subproject-downstream/consumer"
+
+step "shared libraries and plugins built with hidden visibility"
+# docs/packaging.md, "Shared libraries and plugins": with goro's includes
+# wrapped in visibility push(default), a linked library and a dlopen()ed
+# plugin (the program built with ENABLE_EXPORTS) run fibers on the program's
+# runtime.
+cmake -S "$consumers/shared_library" -B "$work/shared_library" "${cmake_opts[@]}" \
+      -DGORO_SOURCE_DIR="$root" >"$work/shared_library.log"
+cmake --build "$work/shared_library" -j "$(nproc)" >>"$work/shared_library.log"
+run_consumer shared_library "$work/shared_library/consumer_shared"
+run_consumer plugin "$work/shared_library/consumer_plugin"
+
 step "FetchContent from a git URL"
 # A one-commit repository holding this working tree as it is (tracked and
 # untracked files, .gitignore respected), so uncommitted work is tested too.
@@ -118,4 +156,4 @@ only_built_target "$work/fetchcontent.log"
 run_consumer fetchcontent "$work/fetchcontent/consumer"
 
 echo
-echo "packaging: find_package, pkg-config, add_subdirectory and FetchContent consumers all built and ran (goro $version)"
+echo "packaging: find_package, pkg-config, add_subdirectory (plain and GORO_INSTALL=ON), shared-library and FetchContent consumers all built and ran (goro $version)"

@@ -177,6 +177,11 @@ class ScratchArray<T, std::dynamic_extent> {
 // (Lemire's batched bounded integers), redrawing before the product of the
 // bounds passes 2^32, so the bias stays below 2^-32. A select of up to 12
 // cases draws once.
+//
+// The 64x64->128-bit product uses GCC's and clang's unsigned __int128, an
+// extension: `__extension__` keeps -Wpedantic quiet about it in user code.
+__extension__ typedef unsigned __int128 PollProduct;
+
 template <std::size_t Extent>
 class PollOrder {
  public:
@@ -195,7 +200,7 @@ class PollOrder {
         bounds_ = 1;
       }
       bounds_ *= left;
-      const unsigned __int128 m = static_cast<unsigned __int128>(r_) * left;
+      const PollProduct m = static_cast<PollProduct>(r_) * left;
       std::swap(order_[k], order_[k + static_cast<std::size_t>(m >> 64)]);
       r_ = static_cast<std::uint64_t>(m);
     }
