@@ -232,6 +232,9 @@ inline void Runtime::wait_and_stop() {
 // wait: the claimed fiber adopts the abandoned hold, and its guard's unlock
 // then wakes the next waiter of that mutex in the ordinary way. (Claimed all
 // at once, two waiters of one mutex would both think they hold it.)
+// WaitGroup::wait(), once unwound, waits again with the same rule, for the
+// fibers it waits for to unwind and call done() before its frame (often the
+// WaitGroup's home) is destroyed; claimed, it gives up and throws.
 //
 // A wait opened with prepare_locked() is claimed under its lock, like its
 // wakers do (they claim it without a compare-and-swap). That lock belongs to
