@@ -15,8 +15,7 @@ printf '%s\n' "${files[@]}" | xargs -P "$(nproc)" -I{} \
 # them in the test suite): with strict warnings as errors, goro's include
 # directory as -I, at C++20 and C++23.
 checks=(tests/header_check/*.cpp)
-strict=(-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast
-        -Wnon-virtual-dtor -Woverloaded-virtual -Wnull-dereference -Wdouble-promotion -Wundef -Werror)
+mapfile -t strict <tests/header_check/strict_warnings.txt  # the set the test build uses
 for std in c++20 c++2b; do
   echo "clang_check: ${#checks[@]} header checks, -std=$std, warnings as errors"
   printf '%s\n' "${checks[@]}" | xargs -P "$(nproc)" -I{} \
