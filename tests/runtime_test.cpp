@@ -368,6 +368,162 @@ TEST_CASE("shutdown: a destructor blocked before main returned completes on othe
   }
 }
 
+// When the runtime stops with main blocked (a fiber's exception, or a
+// deadlock), main and the fibers it spawned are unwound together. Their
+// lambdas capture main's locals by reference, as Go code would (a Mutex, a
+// vector, a channel handle): a fiber unwound after main would lock, dequeue
+// from and write to main's destroyed frame. So a fiber is unwound after the
+// fibers it spawned, and after theirs: workers spawned by a dispatcher that
+// has returned still come before main, and so do fibers a plain thread
+// spawned. Each fiber's unwinding checks that main's frame is still there.
+// Main blocks on a channel, or polls with yield() (running, not parked,
+// when the runtime begins to stop).
+TEST_CASE("shutdown: a fiber is unwound after the fibers it spawned and that use its frame",
+          "[runtime][unwind]") {
+  const std::size_t workers = GORO_WORKERS();
+  enum class Stop { failure, deadlock, failure_while_polling };
+  const Stop how = GENERATE(Stop::failure, Stop::deadlock, Stop::failure_while_polling);
+  constexpr int kDirect = 4, kDispatched = 3, kFromThread = 2;
+  constexpr int kFibers = kDirect + kDispatched + kFromThread;
+  const int rounds = static_cast<int>(goro_test::scaled(40, 20, 5));
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<bool> main_frame{false};
+    std::atomic<int> unwound{0}, after_main{0};
+    auto stopped = [&] {
+      goro::run(
+          [&] {
+            OnExit frame_gone{[&] { main_frame.store(false); }};  // destroyed last
+            main_frame.store(true);
+            goro::Mutex mu;
+            std::vector<int> seen;
+            goro::Channel<int> jobs;
+            goro::WaitGroup started;
+            started.add(kFibers);
+            auto check_frame = [&unwound, &after_main, &main_frame] {
+              if (!main_frame.load()) after_main.fetch_add(1);
+              unwound.fetch_add(1);
+            };
+            auto worker = [&, check_frame] {
+              OnExit check{check_frame};
+              started.done();
+              for (;;) {
+                auto job = jobs.recv();
+                std::lock_guard guard(mu);
+                seen.push_back(*job);
+              }
+            };
+            for (int i = 0; i < kDirect; ++i) goro::go(worker);
+            goro::go([&] {
+              for (int i = 0; i < kDispatched; ++i) goro::go(worker);
+            });
+            std::thread([&] {
+              for (int i = 0; i < kFromThread; ++i) goro::go(worker);
+            }).join();
+            started.wait();
+            jobs.send(1);
+            if (how != Stop::deadlock) goro::go([] { throw std::runtime_error("a fiber failed"); });
+            if (how == Stop::failure_while_polling) {
+              for (;;) goro::this_fiber::yield();
+            }
+            goro::Channel<int> never;
+            (void)never.recv();
+          },
+          with_workers(workers));
+    };
+    if (how == Stop::deadlock) {
+      REQUIRE_THROWS_AS(stopped(), goro::deadlock_error);
+    } else {
+      REQUIRE_THROWS_WITH(stopped(), "a fiber failed");
+    }
+    REQUIRE(unwound.load() == kFibers);
+    REQUIRE(after_main.load() == 0);
+  }
+}
+
+// A chain of spawners, each blocked, each the spawner of the next, as a
+// recursive pipeline builds it: link i's unwinding must find link i-1's
+// frame still there, so the chain unwinds from its far end, one link at a
+// time, released by the exit of the link below (not by a pass each).
+TEST_CASE("shutdown: a chain of blocked spawners unwinds from its far end", "[runtime][unwind]") {
+  const std::size_t workers = GORO_WORKERS();
+  const std::size_t links = goro_test::scaled(2000, 500, 100);
+  const int rounds = static_cast<int>(goro_test::scaled(5, 3, 2));
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<std::atomic<bool>> frame_alive(links);
+    std::atomic<std::size_t> unwound{0}, after_spawner{0};
+    struct Link {
+      static void run(std::size_t i, std::vector<std::atomic<bool>>& alive, std::atomic<std::size_t>& unwound,
+                      std::atomic<std::size_t>& after_spawner, goro::WaitGroup& built, goro::Channel<int> never) {
+        OnExit frame{[&alive, i] { alive[i].store(false); }};
+        alive[i].store(true);
+        OnExit check{[&, i] {
+          if (i > 0 && !alive[i - 1].load()) after_spawner.fetch_add(1);
+          unwound.fetch_add(1);
+        }};
+        if (i + 1 < alive.size()) {
+          goro::go([&, i, never] { run(i + 1, alive, unwound, after_spawner, built, never); });
+        }
+        built.done();
+        (void)never.recv();
+      }
+    };
+    auto stopped = [&] {
+      goro::run(
+          [&] {
+            goro::Channel<int> never;
+            goro::WaitGroup built;
+            built.add(static_cast<std::ptrdiff_t>(links));
+            goro::go([&, never] { Link::run(0, frame_alive, unwound, after_spawner, built, never); });
+            built.wait();
+            goro::go([] { throw std::runtime_error("a fiber failed"); });
+            (void)never.recv();
+          },
+          with_workers(workers));
+    };
+    REQUIRE_THROWS_WITH(stopped(), "a fiber failed");
+    REQUIRE(unwound.load() == links);
+    REQUIRE(after_spawner.load() == 0);
+  }
+}
+
+// The order is a preference, not a wait that can hang: here a fiber's
+// destructor waits for what its spawner's unwinding does (main's guard
+// closes the channel it receives from). Once nothing else can move, the
+// unwinder ends the spawner anyway.
+TEST_CASE("shutdown: a spawner is unwound first when its fibers' destructors wait for that",
+          "[runtime][unwind]") {
+  const std::size_t workers = GORO_WORKERS();
+  const int rounds = static_cast<int>(goro_test::scaled(20, 10, 5));
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<int> released{0};
+    auto stopped = [&] {
+      goro::run(
+          [&] {
+            goro::Channel<int> release, never;
+            OnExit closer{[release] { release.close(); }};
+            goro::WaitGroup started;
+            started.add(3);
+            for (int i = 0; i < 3; ++i) {
+              goro::go([&started, &released, release, never] {
+                OnExit wait_for_spawner{[&released, release] {
+                  (void)release.recv();  // ends when main's guard closes it
+                  released.fetch_add(1);
+                }};
+                started.done();
+                (void)never.recv();
+              });
+            }
+            started.wait();
+            goro::go([] { throw std::runtime_error("a fiber failed"); });
+            (void)never.recv();
+          },
+          with_workers(workers));
+    };
+    REQUIRE_THROWS_WITH(stopped(), "a fiber failed");
+    REQUIRE(released.load() == 3);
+  }
+}
+
 // Plain channel waits are claimed without a compare-and-swap, under their
 // channel's lock; the unwinder takes that lock too, and must never use it
 // after a waker won and the fiber freed the channel. Here pairs of fibers

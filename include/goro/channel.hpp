@@ -88,13 +88,6 @@ struct ChanOps {
   static void park_queued(ChanState<T>* c, ChanWaiter<T>& w, Side side);
 };
 
-[[noreturn]] inline void park_forever(const char* what) {
-  Parker& self = Parker::current();
-  self.prepare(what);
-  self.park();  // only the unwinder can claim it
-  throw FiberUnwind{};
-}
-
 [[noreturn]] inline void throw_send_on_closed() {
   throw channel_closed("goro: send on closed channel");
 }

@@ -243,7 +243,11 @@ inline void yield() {
     return;
   }
   detail::Runtime* rt = detail::current_runtime();
-  if (rt->stopping() && std::uncaught_exceptions() == 0) throw detail::FiberUnwind{};
+  if (rt->stopping() && std::uncaught_exceptions() == 0) {
+    // A spawner waits to be unwound after the fibers it spawned.
+    if (rt->may_have_spawned_live(*self)) detail::park_forever("yield");
+    throw detail::FiberUnwind{};
+  }
   rt->yield_current(self);
 }
 

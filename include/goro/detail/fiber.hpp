@@ -49,11 +49,20 @@ struct Fiber {
 
   const std::uint64_t id;
   std::uint32_t last_worker = static_cast<std::uint32_t>(-1);  // the worker it last left
+  // Its place in the spawn tree, for the order of the unwinding at stop
+  // (unwind_order.hpp): one deeper than the fiber that spawned it (main is
+  // 0; a fiber a plain thread or a timer spawned is 1, as if main had).
+  std::uint32_t depth = 0;
   // The worker running it, set each time it is resumed, so the fiber's own
   // scheduling calls need no thread-local lookup. Meaningful only while the
   // fiber runs.
   Worker* worker = nullptr;
   bool is_main = false;
+  // Set once it spawns a fiber, which may then refer to its frame. Written
+  // only by this fiber; read by the unwinder once it is parked.
+  std::atomic<bool> spawned{false};
+  // Kept by the unwinder until deeper fibers are gone (UnwindOrder's lock).
+  bool unwind_withheld = false;
 
   // The callable: `invoke` runs it, `destroy` destroys it (it sits at
   // `callable`, in this fiber's block or, if it is large, on the heap).

@@ -37,8 +37,11 @@
 // the action: finish parking it, requeue it (yield), or free it (exit). That
 // way no fiber is published as runnable while its stack is still in use.
 //
-// Lock order: registry shard lock -> nothing; idle_mutex_ -> nothing;
-// run-thread mutex_ -> nothing. No scheduler lock is held across a switch.
+// Lock order: registry shard lock (several only in the unwinder, in index
+// order) -> UnwindOrder's lock -> a wait's claim lock, a channel's say (the
+// unwinder's claims); idle_mutex_ -> registry shard lock (the deadlock
+// report); run-thread mutex_ -> registry shard lock (the unwinder's count).
+// No scheduler lock is held across a switch.
 //
 // Files. This header declares the Runtime, its workers and the thread-local
 // state; the definitions are in scheduler/, one part per concern:
@@ -52,6 +55,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <cstdint>
@@ -83,6 +87,7 @@
 #include "steal_gate.hpp"
 #include "timer_heap.hpp"
 #include "unwind.hpp"
+#include "unwind_order.hpp"
 
 namespace goro::detail {
 
@@ -217,6 +222,38 @@ struct alignas(64) RegistryShard {
   std::size_t count = 0;
 };
 
+// RegistryFreeze holds every registry shard lock, taken in index order, so
+// that no fiber registers or leaves the registry while it lives.
+class RegistryFreeze {
+ public:
+  explicit RegistryFreeze(std::vector<RegistryShard>& shards) noexcept : shards_(shards) {
+    for (RegistryShard& shard : shards_) shard.lock.lock();
+  }
+  ~RegistryFreeze() {
+    for (auto it = shards_.rbegin(); it != shards_.rend(); ++it) it->lock.unlock();
+  }
+  RegistryFreeze(const RegistryFreeze&) = delete;
+  RegistryFreeze& operator=(const RegistryFreeze&) = delete;
+
+  // for_each_registered() calls fn on every registered fiber, exited or
+  // not; for_each_fiber() on those that have not exited.
+  template <class Fn>
+  void for_each_registered(Fn&& fn) const {
+    for (RegistryShard& shard : shards_) {
+      for (Fiber* f = shard.head; f; f = f->reg_next) fn(*f);
+    }
+  }
+  template <class Fn>
+  void for_each_fiber(Fn&& fn) const {
+    for_each_registered([&fn](Fiber& f) {
+      if (!f.exited.load(std::memory_order_relaxed)) fn(&f);
+    });
+  }
+
+ private:
+  std::vector<RegistryShard>& shards_;
+};
+
 class Runtime {
  public:
   static constexpr std::uint32_t kRunnextStreak = 64;
@@ -294,6 +331,12 @@ class Runtime {
   // unwind_stuck() says the unwinding found only destructors' waits left and
   // nothing that could end them: it unwinds those too (unwind_all()).
   bool unwind_stuck() const noexcept { return unwind_stuck_.load(std::memory_order_seq_cst); }
+  // may_have_spawned_live() says fibers `f` spawned may still be alive and
+  // refer to its frame, so the unwinder ends it after them (unwind_all()).
+  bool may_have_spawned_live(const Fiber& f) const noexcept {
+    return f.spawned.load(std::memory_order_relaxed) ||
+           (f.is_main && spawned_outside_.load(std::memory_order_relaxed));
+  }
   bool seeded() const noexcept { return config_.sched_seed != 0; }
   // seeded_random() is the deterministic mode's generator (one worker, so
   // only ever called from that worker).
@@ -336,6 +379,7 @@ class Runtime {
   void release_block(Worker* w, void* block) noexcept;
   void give_stack(Worker* w, Fiber* f) noexcept;
   void about_to_run(Worker* w, Fiber* f) noexcept;
+  void place_in_spawn_tree(Fiber* f, Worker* w) noexcept;
   void register_fiber(Fiber* f, Worker* w) noexcept;
   void unregister_exited(Worker* w) noexcept;
   void fail(std::exception_ptr e) noexcept;
@@ -346,9 +390,15 @@ class Runtime {
     std::size_t moving = 0;
     std::size_t shielded = 0;   // destructors' waits
     std::size_t relocking = 0;  // StopRule::relock waits
+    std::size_t withheld = 0;   // spawners left until deeper fibers are gone
+    std::uint32_t deepest_withheld = 0;
   };
   UnwindPass unwind_pass(bool claim_one_relock = false) noexcept;
+  void release_withheld() noexcept;
+  bool wait_for_unwinding(std::chrono::steady_clock::time_point next_pass) noexcept;
   static bool parked_in_destructor(const Fiber& f) noexcept;
+  static bool parked_in_open_wait(Fiber& f, Parker::Ticket& t) noexcept;
+  static void claim_to_unwind(Fiber& f, Parker::Ticket t, WakeList& wake) noexcept;
   bool nothing_can_move() noexcept;
   bool nothing_can_move_locked() noexcept;
   void make_runnable_queued(Fiber* f, Worker* w) noexcept;
@@ -384,6 +434,12 @@ class Runtime {
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unwind_stuck_{false};
+  // A fiber spawned outside any fiber counts as main's (place_in_spawn_tree).
+  std::atomic<bool> spawned_outside_{false};
+  // The unwinding's fallback (unwind_all()): spawners this deep or deeper
+  // are unwound even while deeper fibers live. Only ever lowered.
+  std::atomic<std::uint32_t> unwind_floor_{UINT32_MAX};
+  UnwindOrder unwind_order_;
 
   // The thread inside run() waits on these.
   std::mutex mutex_;

@@ -208,7 +208,25 @@ inline void Runtime::wait_and_stop() {
 
 // unwind_all() claims the open waits of parked fibers with `unwind`, pass
 // after pass, until no fiber is left. Fibers that are running will park (and
-// self-claim, Parker::park) or finish.
+// self-claim, Parker::park, or wait for a pass) or finish.
+//
+// Order: a fiber is unwound after the fibers it spawned. Their callables
+// often refer to its frame (a lambda capturing by reference a Mutex, a
+// channel handle, a vector), and its unwinding destroys that frame: a child
+// unwound second would then lock, dequeue from or write to freed memory.
+// Since a fiber's descendants are all deeper in the spawn tree than it is
+// (Fiber::depth), and a spawner's children may outlive it (a dispatcher
+// that returned), the rule is by depth: a parked fiber that ever spawned
+// is withheld while any registered fiber is deeper than it (UnwindOrder,
+// which releases it the moment the last one leaves). A fiber that never
+// spawned has no descendants and is unwound at once, wherever it sits. A
+// pass judges and claims with the whole registry frozen (RegistryFreeze): a
+// fiber spawned after it descends from a fiber that was running, never from
+// one the pass claimed. The order is a preference, never a cause of waiting
+// forever: once nothing can move and only withheld spawners (and shielded
+// waits) are left, the deepest of them are released (unwind_floor_), layer
+// by layer, before any re-locking or shielded wait is forced. Objects
+// reached another way (a pointer sent over a channel) get no such order.
 //
 // Shielded waits. A fiber parked with an exception in flight is blocked in
 // a destructor (or in what one calls): an unwind exception thrown from its
@@ -241,7 +259,8 @@ inline void Runtime::wait_and_stop() {
 // a channel the fiber may release once its wait is over, so the unwinder
 // must not find a fiber's lock, lose the race to a waker, and then lock it
 // after the fiber returned. Two rules exclude that:
-//   - the unwinder reads a fiber's ticket and lock, and claims, holding the
+//   - the unwinder (the unwinding thread, or a worker releasing withheld
+//     spawners) reads a fiber's ticket and lock, and claims, holding the
 //     fiber's registry shard lock; a fiber leaving a wait while `stopping_`
 //     is set passes through that shard lock first (wait_out_unwinder());
 //   - a fiber that read `stopping_` as false left its wait before the
@@ -251,12 +270,21 @@ inline void Runtime::wait_and_stop() {
 //     side, on every park, is a compiler fence.
 inline void Runtime::unwind_all() noexcept {
   AsymmetricFence::heavy();  // stopping_ is set
+  {
+    const RegistryFreeze frozen(shards_);
+    unwind_order_.begin([&frozen](auto&& count) { frozen.for_each_registered(count); });
+  }
   for (;;) {
     // Quiet first, then the pass: whatever could still wake a fiber the pass
     // sees parked (a running fiber, a timer firing, an active thread) was
     // visible to the quiet check, or had already closed that fiber's wait.
     const bool quiet = !unwind_stuck() && nothing_can_move();
+    const auto pass_start = std::chrono::steady_clock::now();
     const UnwindPass pass = unwind_pass();
+    if (quiet && pass.moving == 0 && pass.withheld > 0) {
+      unwind_floor_.store(pass.deepest_withheld, std::memory_order_seq_cst);
+      continue;  // the next pass unwinds the deepest withheld spawners
+    }
     if (quiet && pass.moving == 0 && pass.relocking > 0) {
       (void)unwind_pass(/*claim_one_relock=*/true);
       continue;
@@ -265,28 +293,49 @@ inline void Runtime::unwind_all() noexcept {
       unwind_stuck_.store(true, std::memory_order_seq_cst);
       continue;  // the next pass unwinds the shielded waits too
     }
-    std::unique_lock lock(mutex_);
-    if (live_fibers() == 0) return;
-    cv_.wait_for(lock, std::chrono::milliseconds(1));
+    // A pass reads the whole registry and stops it meanwhile: the next one
+    // comes after at least as long again, and 1 ms at least.
+    const auto now = std::chrono::steady_clock::now();
+    if (!wait_for_unwinding(now + std::max<std::chrono::steady_clock::duration>(now - pass_start,
+                                                                               std::chrono::milliseconds(1)))) {
+      return;
+    }
+  }
+}
+
+// wait_for_unwinding() waits until `next_pass`, releasing withheld spawners
+// as the fibers deeper than them leave (each exit wakes it); it returns
+// false once no fiber is left.
+inline bool Runtime::wait_for_unwinding(std::chrono::steady_clock::time_point next_pass) noexcept {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (live_fibers() == 0) return false;
+    if (unwind_order_.has_releasable(unwind_floor_.load(std::memory_order_seq_cst))) {
+      lock.unlock();
+      release_withheld();
+      lock.lock();
+      continue;
+    }
+    if (std::chrono::steady_clock::now() >= next_pass) return true;
+    cv_.wait_until(lock, next_pass);
   }
 }
 
 // unwind_pass() claims, with `unwind`, the open wait of every parked fiber
-// but the shielded ones (unless unwind_stuck()), and counts what it saw;
-// with `claim_one_relock` it claims the first re-locking wait it meets too.
-// A fiber that has not finished parking is left to a later pass: once
-// parked it is claimed then, or it saw stopping_ in park() and closed its
-// own wait.
+// but the shielded ones and the withheld spawners (unless unwind_stuck()),
+// and counts what it saw; with `claim_one_relock` it claims the first
+// re-locking wait it meets too. A fiber that has not finished parking is
+// left to a later pass: once parked it is claimed then, or it saw stopping_
+// in park() and closed its own wait.
 inline Runtime::UnwindPass Runtime::unwind_pass(bool claim_one_relock) noexcept {
   UnwindPass pass;
   const bool unwind_shielded = unwind_stuck();
-  WakeList wake;
-  for_each_fiber([&](Fiber* f) {  // under f's shard lock
-    // The ticket first: once it is seen open, `parked` can only be this
-    // wait's (the fiber cannot leave it unclaimed). Read the other way
-    // round, `parked` could be a finished wait's and the ticket a new one.
+  const std::uint32_t floor = unwind_shielded ? 0 : unwind_floor_.load(std::memory_order_seq_cst);
+  WakeList wake;  // declared first: unparks once the registry is let go
+  const RegistryFreeze frozen(shards_);
+  frozen.for_each_fiber([&](Fiber* f) {
     Parker::Ticket t;
-    if (!f->parker.open_ticket(t) || f->state.load(std::memory_order_acquire) != FiberState::parked) {
+    if (!parked_in_open_wait(*f, t)) {
       ++pass.moving;  // running, or being woken
       return;
     }
@@ -299,13 +348,46 @@ inline Runtime::UnwindPass Runtime::unwind_pass(bool claim_one_relock) noexcept 
     } else if (!unwind_shielded && parked_in_destructor(*f)) {
       ++pass.shielded;
       return;
+    } else if (may_have_spawned_live(*f) && unwind_order_.withhold(*f, floor)) {
+      ++pass.withheld;
+      pass.deepest_withheld = std::max(pass.deepest_withheld, f->depth);
+      return;
     }
     ++pass.moving;
-    std::unique_lock<SpinLock> claim_guard;  // held for a prepare_locked() wait
-    if (SpinLock* lock = f->parker.claim_lock()) claim_guard = std::unique_lock(*lock);
-    wake.add_if_claimed(t, WakeReason::unwind);
+    claim_to_unwind(*f, t, wake);
   });
   return pass;
+}
+
+// release_withheld() claims the withheld spawners that no registered fiber
+// is deeper than any more. One that is not parked in an ordinary wait now
+// (woken, or blocked in a destructor) is left to the next pass.
+inline void Runtime::release_withheld() noexcept {
+  WakeList wake;  // declared first: unparks once the registry is let go
+  const RegistryFreeze frozen(shards_);
+  unwind_order_.release(unwind_floor_.load(std::memory_order_seq_cst), [&wake](Fiber* f) {
+    Parker::Ticket t;
+    if (parked_in_open_wait(*f, t) && f->parker.stop_rule() != StopRule::relock && !parked_in_destructor(*f)) {
+      claim_to_unwind(*f, t, wake);
+    }
+  });
+}
+
+// parked_in_open_wait() says `f`, read under its shard lock, is parked in
+// a wait nobody has claimed, whose ticket it stores in `t`. The ticket
+// first: once it is seen open, `parked` can only be this wait's (the fiber
+// cannot leave it unclaimed). Read the other way round, `parked` could be a
+// finished wait's and the ticket a new one.
+inline bool Runtime::parked_in_open_wait(Fiber& f, Parker::Ticket& t) noexcept {
+  return f.parker.open_ticket(t) && f.state.load(std::memory_order_acquire) == FiberState::parked;
+}
+
+// claim_to_unwind() claims `f`'s wait `t` with `unwind`, under the wait's
+// lock if it has one (see unwind_all()), for `wake` to unpark.
+inline void Runtime::claim_to_unwind(Fiber& f, Parker::Ticket t, WakeList& wake) noexcept {
+  std::unique_lock<SpinLock> claim_guard;  // held for a prepare_locked() wait
+  if (SpinLock* lock = f.parker.claim_lock()) claim_guard = std::unique_lock(*lock);
+  wake.add_if_claimed(t, WakeReason::unwind);
 }
 
 // parked_in_destructor() says `f`, seen parked by unwind_pass() under its

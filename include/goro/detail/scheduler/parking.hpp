@@ -127,11 +127,23 @@ inline WakeReason Parker::park(ParkCommit commit) {
   return last_reason();
 }
 
+// park_forever() blocks the caller on `what` until the runtime unwinds it
+// (a nil channel, `select {}`), and throws FiberUnwind then.
+[[noreturn]] inline void park_forever(const char* what) {
+  Parker& self = Parker::current();
+  self.prepare(what);
+  self.park();  // only the unwinder can claim it
+  throw FiberUnwind{};
+}
+
 GORO_NOINLINE inline WakeReason Parker::park_while_stopping(Runtime* rt, ParkCommit commit) noexcept {
-  if ((std::uncaught_exceptions() > 0 || stop_rule() == StopRule::relock) && !rt->unwind_stuck()) {
-    // A destructor's wait, or a mutex re-locked on the way out, may still
-    // complete: other fibers' destructors run too. The unwinder leaves it to
-    // its wakers (Runtime::unwind_all).
+  // A destructor's wait, or a mutex re-locked on the way out, may still
+  // complete: other fibers' destructors run too. A spawner is unwound only
+  // after the fibers it spawned, which may refer to its frame. The unwinder
+  // decides when these end (Runtime::unwind_all).
+  const bool left_to_unwinder = std::uncaught_exceptions() > 0 || stop_rule() == StopRule::relock ||
+                                rt->may_have_spawned_live(*fiber_);
+  if (left_to_unwinder && !rt->unwind_stuck()) {
     rt->park_current(fiber_, commit);
     return leave_wait_while_stopping(rt);
   }

@@ -49,6 +49,7 @@ Fiber* Runtime::spawn(Fn&& fn, bool is_main) {
     else static_cast<Callable*>(c)->~Callable();
   };
   f->is_main = is_main;
+  place_in_spawn_tree(f, w);
   register_fiber(f, w);
   make_runnable(f, w);
   return f;
@@ -140,6 +141,20 @@ inline void Runtime::release_block(Worker* w, void* block) noexcept {
   }
 }
 
+// place_in_spawn_tree() records `f`'s depth, and that its spawner now has
+// a fiber that may refer to the spawner's frame, for the order in which the
+// runtime unwinds its fibers when it stops (unwind_all()). A fiber spawned
+// outside any fiber (by a plain thread or a timer) counts as main's.
+GORO_ALWAYS_INLINE void Runtime::place_in_spawn_tree(Fiber* f, Worker* w) noexcept {
+  if (Fiber* spawner = w ? w->current : nullptr) {
+    f->depth = spawner->depth + 1;
+    spawner->spawned.store(true, std::memory_order_relaxed);
+  } else if (!f->is_main) {
+    f->depth = 1;
+    if (!spawned_outside_.load(std::memory_order_relaxed)) spawned_outside_.store(true, std::memory_order_relaxed);
+  }
+}
+
 // register_fiber(), make_runnable(f, w) and wake_idle_worker()'s two checks
 // are forced inline: GCC's inlining budget is per translation unit, and a
 // program with more goro code in it (a large select) got them as calls,
@@ -153,6 +168,7 @@ GORO_ALWAYS_INLINE void Runtime::register_fiber(Fiber* f, Worker* w) noexcept {
   if (shard.head) shard.head->reg_prev = f;
   shard.head = f;
   ++shard.count;
+  if (unwind_order_.begun()) [[unlikely]] unwind_order_.note_registered(*f);
 }
 
 // unregister_exited() takes the fibers that exited on `w` out of their
@@ -180,6 +196,7 @@ inline void Runtime::unregister_exited(Worker* w) noexcept {
       if (f->reg_prev) f->reg_prev->reg_next = f->reg_next; else shard.head = f->reg_next;
       if (f->reg_next) f->reg_next->reg_prev = f->reg_prev;
       --shard.count;
+      if (unwind_order_.begun()) [[unlikely]] unwind_order_.note_unregistered(*f);
       f->next_runnable = freed;
       freed = f;
     }
@@ -209,6 +226,9 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
   }
   if (stopping()) {
     unregister_exited(w);
+    // The spawners this exit lets go are claimed here, not by the unwinding
+    // thread: a chain of them then unwinds without a thread wake-up a link.
+    if (unwind_order_.has_releasable(unwind_floor_.load(std::memory_order_seq_cst))) release_withheld();
     std::lock_guard guard(mutex_);
     cv_.notify_all();
   } else if (++w->exited_count >= Worker::kExitBatch) {

@@ -357,12 +357,7 @@ class StaticCases {
 };
 
 // select_block_forever(): `select {}`, a select with no case at all.
-[[noreturn]] inline void select_block_forever() {
-  Parker& self = Parker::current();
-  self.prepare("select (no cases)");
-  self.park();  // only the unwinder can claim it
-  throw FiberUnwind{};
-}
+[[noreturn]] inline void select_block_forever() { park_forever("select (no cases)"); }
 
 // poll_each_alone() is pass 0: drawing the poll order as it goes, the first
 // case that looks ready and completes under its own channel's lock wins; its
