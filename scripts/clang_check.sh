@@ -15,7 +15,8 @@ printf '%s\n' "${files[@]}" | xargs -P "$(nproc)" -I{} \
 # them in the test suite): with strict warnings as errors, goro's include
 # directory as -I, at C++20 and C++23.
 checks=(tests/header_check/*.cpp)
-mapfile -t strict <tests/header_check/strict_warnings.txt  # the set the test build uses
+# The set the test build uses: both compilers' flags, then clang's own.
+mapfile -t strict < <(cat tests/header_check/strict_warnings.txt tests/header_check/strict_warnings_clang.txt)
 for std in c++20 c++2b; do
   echo "clang_check: ${#checks[@]} header checks, -std=$std, warnings as errors"
   printf '%s\n' "${checks[@]}" | xargs -P "$(nproc)" -I{} \

@@ -149,7 +149,7 @@ inline void ErrGroup::set_limit(std::ptrdiff_t n) {
   State& s = *state_;
   // Allocated, and the old one freed, outside the lock.
   std::shared_ptr<Semaphore> slots =
-      n > 0 ? std::make_shared<Semaphore>(static_cast<std::int64_t>(n)) : nullptr;
+      n > 0 ? std::make_shared<Semaphore>(n) : nullptr;
   std::int64_t active;
   {
     std::lock_guard guard(s.lock);

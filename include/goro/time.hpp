@@ -78,7 +78,7 @@ struct TimerState {
     node.run_later = [](TimerNode* n) { from_node(n)->fire(); };
   }
   static TimerState* from_node(TimerNode* n) noexcept {
-    return reinterpret_cast<TimerState*>(reinterpret_cast<char*>(n) - offsetof(TimerState, node));
+    return static_cast<TimerState*>(static_cast<void*>(reinterpret_cast<char*>(n) - offsetof(TimerState, node)));
   }
 
   // schedule_at() queues the node: it must be neither queued nor in flight.

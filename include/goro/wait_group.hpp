@@ -95,7 +95,7 @@ class WaitGroup {
 inline void WaitGroup::add(std::ptrdiff_t delta) {
   detail::note_goro_use();
   if (delta > INT32_MAX || delta < INT32_MIN) throw_out_of_range(delta, count());
-  const std::uint64_t step = static_cast<std::uint64_t>(static_cast<std::int64_t>(delta)) << 32;
+  const std::uint64_t step = static_cast<std::uint64_t>(delta) << 32;
   std::uint64_t s = state_.load(std::memory_order_relaxed);
   for (;;) {
     const std::int64_t counter = static_cast<std::int64_t>(counter_of(s)) + delta;

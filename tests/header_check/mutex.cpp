@@ -5,5 +5,7 @@
 int main() {
   goro::Mutex m;
   { std::lock_guard g(m); }
-  return m.try_lock() ? (m.unlock(), 0) : 1;
+  if (!m.try_lock()) return 1;
+  m.unlock();
+  return 0;
 }

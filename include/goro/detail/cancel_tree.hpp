@@ -190,7 +190,7 @@ class CancelNode : public ContextNode {
   // node's own deadline (kNoDeadline: none); a timer is armed only if it is
   // earlier than the inherited one. `deadline_cause` is the cause the timer
   // cancels with (null: none).
-  static std::shared_ptr<CancelNode> make(std::shared_ptr<ContextNode> parent, std::int64_t deadline_ns,
+  static std::shared_ptr<CancelNode> make(std::shared_ptr<ContextNode> parent_node, std::int64_t own_deadline_ns,
                                           std::exception_ptr deadline_cause = nullptr);
 
   explicit CancelNode(std::shared_ptr<ContextNode> parent_node) noexcept
@@ -364,7 +364,7 @@ struct ReleaseTrampoline {
   int count;
   alignas(std::shared_ptr<ContextNode>) unsigned char storage[kSlots * sizeof(std::shared_ptr<ContextNode>)];
   std::shared_ptr<ContextNode>* slot(int i) noexcept {
-    return std::launder(reinterpret_cast<std::shared_ptr<ContextNode>*>(storage) + i);
+    return std::launder(static_cast<std::shared_ptr<ContextNode>*>(static_cast<void*>(storage)) + i);
   }
 };
 
@@ -420,20 +420,20 @@ inline std::shared_ptr<ContextNode> detached_node(std::shared_ptr<ContextNode> p
 // ---------------------------------------------------------------------------
 // CancelNode
 
-inline std::shared_ptr<CancelNode> CancelNode::make(std::shared_ptr<ContextNode> parent,
-                                                    std::int64_t deadline_ns,
+inline std::shared_ptr<CancelNode> CancelNode::make(std::shared_ptr<ContextNode> parent_node,
+                                                    std::int64_t own_deadline_ns,
                                                     std::exception_ptr deadline_cause) {
-  if (deadline_ns >= parent->deadline_ns) {  // the inherited deadline comes first: no timer of our own
-    auto node = std::allocate_shared<CancelNode>(CachingAllocator<CancelNode>{}, std::move(parent));
+  if (own_deadline_ns >= parent_node->deadline_ns) {  // the inherited deadline comes first: no timer of our own
+    auto node = std::allocate_shared<CancelNode>(CachingAllocator<CancelNode>{}, std::move(parent_node));
     node->self_ = node;
     node->link();
     return node;
   }
-  auto node = std::allocate_shared<TimedCancelNode>(CachingAllocator<TimedCancelNode>{}, std::move(parent),
+  auto node = std::allocate_shared<TimedCancelNode>(CachingAllocator<TimedCancelNode>{}, std::move(parent_node),
                                                     std::move(deadline_cause));
   node->self_ = node;
   node->link();
-  node->start(deadline_ns);
+  node->start(own_deadline_ns);
   return node;
 }
 

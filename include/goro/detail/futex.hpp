@@ -19,8 +19,8 @@ inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
   timespec ts{};
   timespec* tsp = nullptr;
   if (timeout_ns >= 0) {
-    ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
-    ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
+    ts.tv_sec = timeout_ns / 1'000'000'000;  // time_t and long are 64-bit where goro runs
+    ts.tv_nsec = timeout_ns % 1'000'000'000;
     tsp = &ts;
   }
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, tsp,

@@ -344,7 +344,7 @@ class Runtime {
   std::size_t worker_count() const noexcept { return workers_.size(); }
   std::size_t live_fibers() noexcept;
 
-  static void fiber_entry(fctx::transfer_t t) noexcept;
+  [[noreturn]] static void fiber_entry(fctx::transfer_t t) noexcept;
 
  private:
   friend struct RuntimeTestAccess;
