@@ -71,6 +71,7 @@ class UnwindOrder {
 
  private:
   std::uint32_t release_depth(std::uint32_t floor) const noexcept { return std::min(deepest_, floor); }
+  void count_registered(const Fiber& f) noexcept;
   void lower_top_withheld() noexcept;
   void turn_off() noexcept;
 
@@ -87,22 +88,17 @@ class UnwindOrder {
 template <class ForEachRegistered>
 void UnwindOrder::begin(ForEachRegistered&& for_each_registered) noexcept {
   std::lock_guard guard(lock_);
-  for_each_registered([this](const Fiber& f) {
-    if (off_) return;
-    try {
-      if (registered_.size() <= f.depth) registered_.resize(std::size_t{f.depth} + 1);
-    } catch (...) {
-      turn_off();
-      return;
-    }
-    ++registered_[f.depth];
-    deepest_ = std::max(deepest_, f.depth);
-  });
+  for_each_registered([this](const Fiber& f) { count_registered(f); });
   begun_.store(true, std::memory_order_relaxed);
 }
 
 inline void UnwindOrder::note_registered(const Fiber& f) noexcept {
   std::lock_guard guard(lock_);
+  count_registered(f);
+}
+
+// count_registered() adds `f` to the counts; lock_ must be held.
+inline void UnwindOrder::count_registered(const Fiber& f) noexcept {
   if (off_) return;
   try {
     if (registered_.size() <= f.depth) registered_.resize(std::size_t{f.depth} + 1);
