@@ -391,7 +391,6 @@ class Runtime {
     std::size_t shielded = 0;   // destructors' waits
     std::size_t relocking = 0;  // StopRule::relock waits
     std::size_t withheld = 0;   // spawners left until deeper fibers are gone
-    std::uint32_t deepest_withheld = 0;
   };
   UnwindPass unwind_pass(bool claim_one_relock = false) noexcept;
   void release_withheld() noexcept;
@@ -436,9 +435,6 @@ class Runtime {
   std::atomic<bool> unwind_stuck_{false};
   // A fiber spawned outside any fiber counts as main's (place_in_spawn_tree).
   std::atomic<bool> spawned_outside_{false};
-  // The unwinding's fallback (unwind_all()): spawners this deep or deeper
-  // are unwound even while deeper fibers live. Only ever lowered.
-  std::atomic<std::uint32_t> unwind_floor_{UINT32_MAX};
   UnwindOrder unwind_order_;
 
   // The thread inside run() waits on these.

@@ -13,10 +13,11 @@
 //     exited ones included until their worker unregisters them;
 //   - deepest_ is the greatest d with registered_[d] > 0, or 0;
 //   - a fiber is in withheld_[d] exactly when its `unwind_withheld` flag is
-//     set, d is its depth, and it is registered; withheld_count_ counts
-//     them;
-//   - top_withheld_ is at least every d with withheld_[d] non-empty.
-//
+//     set, d is its depth, and it is registered;
+//   - withheld_ is empty or its last level is not: withheld_.size() - 1 is
+//     the deepest withheld level;
+//   - floor_ only ever falls.
+
 // Lock: lock_ guards all of it. It is taken with a registry shard lock held
 // (a fiber's registration and unregistration, the unwinder's frozen
 // registry), and it is held while release() claims a wait: shard lock ->
@@ -28,6 +29,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -55,24 +57,29 @@ class UnwindOrder {
   void note_unregistered(Fiber& f) noexcept;
 
   // withhold() says whether a spawner `f`, parked, must wait for deeper
-  // fibers: one is registered and `f` is shallower than `floor` (the
-  // fallback's release depth). If so, it is kept (once) for release().
-  // Runs with the registry frozen.
-  bool withhold(Fiber& f, std::uint32_t floor) noexcept;
+  // fibers: one is registered and `f` is above the floor. If so, it is kept
+  // (once) for release(). Runs with the registry frozen.
+  bool withhold(Fiber& f) noexcept;
+
+  // release_deepest_withheld() is the fallback when nothing can move: it
+  // lowers the floor to the deepest withheld level, whose spawners are then
+  // released whatever is deeper. It says whether any spawner was withheld.
+  bool release_deepest_withheld() noexcept;
 
   // has_releasable() says release() would find a withheld fiber.
-  bool has_releasable(std::uint32_t floor) noexcept;
+  bool has_releasable() noexcept;
 
   // release() hands `claim` every withheld fiber no registered fiber is
-  // deeper than, or at `floor` or deeper, and forgets them. Runs with the
+  // deeper than, or at the floor or deeper, and forgets them. Runs with the
   // registry frozen, so each is still registered.
   template <class Claim>
-  void release(std::uint32_t floor, Claim&& claim) noexcept;
+  void release(Claim&& claim) noexcept;
 
  private:
-  std::uint32_t release_depth(std::uint32_t floor) const noexcept { return std::min(deepest_, floor); }
+  // Withheld fibers at this depth or deeper may go.
+  std::uint32_t release_depth() const noexcept { return std::min(deepest_, floor_); }
   void count_registered(const Fiber& f) noexcept;
-  void lower_top_withheld() noexcept;
+  void drop_empty_levels() noexcept;
   void turn_off() noexcept;
 
   SpinLock lock_;
@@ -80,9 +87,8 @@ class UnwindOrder {
   bool off_ = false;
   std::vector<std::size_t> registered_;
   std::uint32_t deepest_ = 0;
+  std::uint32_t floor_ = UINT32_MAX;
   std::vector<std::vector<Fiber*>> withheld_;
-  std::size_t withheld_count_ = 0;
-  std::uint32_t top_withheld_ = 0;
 };
 
 template <class ForEachRegistered>
@@ -117,16 +123,16 @@ inline void UnwindOrder::note_unregistered(Fiber& f) noexcept {
     std::vector<Fiber*>& level = withheld_[f.depth];
     *std::find(level.begin(), level.end(), &f) = level.back();
     level.pop_back();
-    --withheld_count_;
     f.unwind_withheld = false;
+    drop_empty_levels();
   }
   --registered_[f.depth];
   while (deepest_ > 0 && registered_[deepest_] == 0) --deepest_;
 }
 
-inline bool UnwindOrder::withhold(Fiber& f, std::uint32_t floor) noexcept {
+inline bool UnwindOrder::withhold(Fiber& f) noexcept {
   std::lock_guard guard(lock_);
-  if (off_ || f.depth >= release_depth(floor)) return false;
+  if (off_ || f.depth >= release_depth()) return false;
   if (f.unwind_withheld) return true;
   try {
     if (withheld_.size() <= f.depth) withheld_.resize(std::size_t{f.depth} + 1);
@@ -136,37 +142,39 @@ inline bool UnwindOrder::withhold(Fiber& f, std::uint32_t floor) noexcept {
     return false;
   }
   f.unwind_withheld = true;
-  ++withheld_count_;
-  top_withheld_ = std::max(top_withheld_, f.depth);
   return true;
 }
 
-inline bool UnwindOrder::has_releasable(std::uint32_t floor) noexcept {
+inline bool UnwindOrder::release_deepest_withheld() noexcept {
   std::lock_guard guard(lock_);
-  if (withheld_count_ == 0) return false;
-  lower_top_withheld();
-  return top_withheld_ >= release_depth(floor);
+  if (withheld_.empty()) return false;
+  floor_ = static_cast<std::uint32_t>(withheld_.size() - 1);
+  return true;
+}
+
+inline bool UnwindOrder::has_releasable() noexcept {
+  std::lock_guard guard(lock_);
+  return release_depth() < withheld_.size();
 }
 
 template <class Claim>
-void UnwindOrder::release(std::uint32_t floor, Claim&& claim) noexcept {
+void UnwindOrder::release(Claim&& claim) noexcept {
   std::lock_guard guard(lock_);
-  if (withheld_count_ == 0) return;
-  lower_top_withheld();
-  for (std::uint32_t d = release_depth(floor); d <= top_withheld_; ++d) {
+  const std::size_t from = release_depth();
+  if (from >= withheld_.size()) return;
+  for (std::size_t d = from; d < withheld_.size(); ++d) {
     for (Fiber* f : withheld_[d]) {
       f->unwind_withheld = false;
       claim(f);
     }
-    withheld_count_ -= withheld_[d].size();
-    withheld_[d].clear();
   }
-  lower_top_withheld();
+  withheld_.resize(from);
+  drop_empty_levels();
 }
 
-// lower_top_withheld() moves top_withheld_ down past empty levels.
-inline void UnwindOrder::lower_top_withheld() noexcept {
-  while (top_withheld_ > 0 && withheld_[top_withheld_].empty()) --top_withheld_;
+// drop_empty_levels() restores "the last level is not empty".
+inline void UnwindOrder::drop_empty_levels() noexcept {
+  while (!withheld_.empty() && withheld_.back().empty()) withheld_.pop_back();
 }
 
 // turn_off() gives up the order after a failed allocation: nothing is
@@ -178,8 +186,6 @@ inline void UnwindOrder::turn_off() noexcept {
     for (Fiber* f : level) f->unwind_withheld = false;
   }
   withheld_.clear();
-  withheld_count_ = 0;
-  top_withheld_ = 0;
 }
 
 }  // namespace goro::detail

@@ -224,7 +224,7 @@ inline void Runtime::wait_and_stop() {
 // fiber spawned after it descends from a fiber that was running, never from
 // one the pass claimed. The order is a preference, never a cause of waiting
 // forever: once nothing can move and only withheld spawners (and shielded
-// waits) are left, the deepest of them are released (unwind_floor_), layer
+// waits) are left, the deepest of them are released (UnwindOrder's floor), layer
 // by layer, before any re-locking or shielded wait is forced. Objects
 // reached another way (a pointer sent over a channel) get no such order.
 //
@@ -281,8 +281,7 @@ inline void Runtime::unwind_all() noexcept {
     const bool quiet = !unwind_stuck() && nothing_can_move();
     const auto pass_start = std::chrono::steady_clock::now();
     const UnwindPass pass = unwind_pass();
-    if (quiet && pass.moving == 0 && pass.withheld > 0) {
-      unwind_floor_.store(pass.deepest_withheld, std::memory_order_seq_cst);
+    if (quiet && pass.moving == 0 && pass.withheld > 0 && unwind_order_.release_deepest_withheld()) {
       continue;  // the next pass unwinds the deepest withheld spawners
     }
     if (quiet && pass.moving == 0 && pass.relocking > 0) {
@@ -310,7 +309,9 @@ inline bool Runtime::wait_for_unwinding(std::chrono::steady_clock::time_point ne
   std::unique_lock lock(mutex_);
   for (;;) {
     if (live_fibers() == 0) return false;
-    if (unwind_order_.has_releasable(unwind_floor_.load(std::memory_order_seq_cst))) {
+    // Checked under mutex_, so an exit that makes one releasable after this
+    // check notifies only once this thread waits.
+    if (unwind_order_.has_releasable()) {
       lock.unlock();
       release_withheld();
       lock.lock();
@@ -330,7 +331,6 @@ inline bool Runtime::wait_for_unwinding(std::chrono::steady_clock::time_point ne
 inline Runtime::UnwindPass Runtime::unwind_pass(bool claim_one_relock) noexcept {
   UnwindPass pass;
   const bool unwind_shielded = unwind_stuck();
-  const std::uint32_t floor = unwind_shielded ? 0 : unwind_floor_.load(std::memory_order_seq_cst);
   WakeList wake;  // declared first: unparks once the registry is let go
   const RegistryFreeze frozen(shards_);
   frozen.for_each_fiber([&](Fiber* f) {
@@ -348,9 +348,8 @@ inline Runtime::UnwindPass Runtime::unwind_pass(bool claim_one_relock) noexcept 
     } else if (!unwind_shielded && parked_in_destructor(*f)) {
       ++pass.shielded;
       return;
-    } else if (may_have_spawned_live(*f) && unwind_order_.withhold(*f, floor)) {
+    } else if (!unwind_shielded && may_have_spawned_live(*f) && unwind_order_.withhold(*f)) {
       ++pass.withheld;
-      pass.deepest_withheld = std::max(pass.deepest_withheld, f->depth);
       return;
     }
     ++pass.moving;
@@ -360,12 +359,14 @@ inline Runtime::UnwindPass Runtime::unwind_pass(bool claim_one_relock) noexcept 
 }
 
 // release_withheld() claims the withheld spawners that no registered fiber
-// is deeper than any more. One that is not parked in an ordinary wait now
-// (woken, or blocked in a destructor) is left to the next pass.
+// is deeper than any more; with none it leaves the registry alone. One that
+// is not parked in an ordinary wait now (woken, or blocked in a destructor)
+// is left to the next pass.
 inline void Runtime::release_withheld() noexcept {
+  if (!unwind_order_.has_releasable()) return;
   WakeList wake;  // declared first: unparks once the registry is let go
   const RegistryFreeze frozen(shards_);
-  unwind_order_.release(unwind_floor_.load(std::memory_order_seq_cst), [&wake](Fiber* f) {
+  unwind_order_.release([&wake](Fiber* f) {
     Parker::Ticket t;
     if (parked_in_open_wait(*f, t) && f->parker.stop_rule() != StopRule::relock && !parked_in_destructor(*f)) {
       claim_to_unwind(*f, t, wake);

@@ -228,7 +228,7 @@ inline void Runtime::release_fiber(Worker* w, Fiber* f) noexcept {
     unregister_exited(w);
     // The spawners this exit lets go are claimed here, not by the unwinding
     // thread: a chain of them then unwinds without a thread wake-up a link.
-    if (unwind_order_.has_releasable(unwind_floor_.load(std::memory_order_seq_cst))) release_withheld();
+    release_withheld();
     std::lock_guard guard(mutex_);
     cv_.notify_all();
   } else if (++w->exited_count >= Worker::kExitBatch) {
